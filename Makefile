@@ -1,0 +1,31 @@
+# Tern: the first two targets are the README's quick start.
+CARGO ?= cargo
+DEMO  ?= $(CURDIR)/.demo
+
+.PHONY: all build run test bench fuzz-smoke static clean setup-test-deps
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+# Start the daemon on a local demo storage; the socket lands in .demo/run/pv-ctrl.
+run: build
+	@mkdir -p $(DEMO)
+	@echo "tern: control socket $(DEMO)/run/pv-ctrl"
+	@echo "try:  curl --unix-socket $(DEMO)/run/pv-ctrl http://localhost/steps"
+	./target/release/tern daemon --storage $(DEMO)/storage --rundir $(DEMO)/run --set PV_LOG_LEVEL=3
+
+# Unit tests (pure parts) and end-to-end tests (the real binary on a temporary storage).
+test:
+	$(CARGO) test --all-targets
+
+bench:
+	bash tests/bench/run.sh
+
+fuzz-smoke:
+	bash fuzz/smoke.sh 60
+
+clean:
+	$(CARGO) clean
+	rm -rf $(DEMO)

@@ -1,0 +1,98 @@
+//! `/user-meta` and `/device-meta`. Device metadata merges what clients stored with the keys
+//! Tern itself reports (architecture, revision, mode, status, storage, …), which are computed
+//! on every read and cannot be overwritten or deleted by clients.
+
+use super::{Api, ApiError, MetaKind, Sink, memory_body};
+use crate::http::Response;
+use crate::store::meta::{MetaError, MetaStore, render_meta};
+use crate::sysinfo;
+
+/// Device-meta keys owned by the supervisor.
+const OWN_KEYS: [&str; 9] = [
+    "pantavisor.status",
+    "pantahub.claimed",
+    "pantahub.online",
+    "pantavisor.mode",
+    "pantavisor.revision",
+    "pantavisor.arch",
+    "pantavisor.version",
+    "pantavisor.uname",
+    "storage",
+];
+
+fn store(api: &mut Api, kind: MetaKind) -> &mut MetaStore {
+    match kind {
+        MetaKind::User => &mut api.storage.user_meta,
+        MetaKind::Device => &mut api.storage.device_meta,
+    }
+}
+
+fn own_device_meta(api: &Api) -> Vec<(&'static str, String)> {
+    let revision = api.storage.trails.current().unwrap_or_else(|| "0".into());
+    let mode = if revision.starts_with("locals/") || !api.config.get_bool("PV_CONTROL_REMOTE") { "local" } else { "remote" };
+    let reserved = api.config.get_u64("PV_STORAGE_GC_RESERVED");
+    vec![
+        // No containers are supervised yet, so the revision's goals are trivially reached.
+        ("pantavisor.status", "READY".into()),
+        ("pantahub.claimed", "0".into()),
+        ("pantahub.online", "0".into()),
+        ("pantavisor.mode", mode.into()),
+        ("pantavisor.revision", revision),
+        ("pantavisor.arch", sysinfo::arch()),
+        ("pantavisor.version", format!("tern-{}", env!("CARGO_PKG_VERSION"))),
+        ("pantavisor.uname", sysinfo::uname_json()),
+        ("storage", sysinfo::storage_json(api.storage.root(), reserved)),
+    ]
+}
+
+pub fn list(api: &Api, kind: MetaKind) -> Response {
+    let body = match kind {
+        MetaKind::User => render_meta(api.storage.user_meta.entries().iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        MetaKind::Device => {
+            let own = own_device_meta(api);
+            let stored = api.storage.device_meta.entries().iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            render_meta(stored.chain(own.iter().map(|(k, v)| (*k, v.as_str()))))
+        }
+    };
+    Response::json(200, body)
+}
+
+fn refuse_own_key(kind: MetaKind, key: &str) -> Result<(), ApiError> {
+    if kind == MetaKind::Device && OWN_KEYS.contains(&key) {
+        return Err(ApiError::new(403, format!("Device meta key '{key}' is owned by the supervisor")));
+    }
+    Ok(())
+}
+
+pub fn put(api: &mut Api, kind: MetaKind, key: &str, sink: Sink) -> Result<Response, ApiError> {
+    let value = memory_body(&sink);
+    let what = match kind {
+        MetaKind::User => "user",
+        MetaKind::Device => "device",
+    };
+    let Ok(value) = std::str::from_utf8(value) else {
+        return Err(ApiError::bad_request(format!("Cannot add or update {what} meta")));
+    };
+    if value.is_empty() {
+        return Err(ApiError::bad_request(format!("Cannot add or update {what} meta")));
+    }
+    refuse_own_key(kind, key)?;
+    match store(api, kind).put(key, value) {
+        Ok(()) => Ok(Response::ok()),
+        Err(MetaError::TooManyKeys) => Err(ApiError::new(507, format!("Too many {what} meta keys"))),
+        Err(MetaError::Io(e)) => Err(ApiError::internal(e)),
+    }
+}
+
+pub fn delete(api: &mut Api, kind: MetaKind, key: &str) -> Result<Response, ApiError> {
+    refuse_own_key(kind, key)?;
+    let missing = match kind {
+        MetaKind::User => "User meta does not exist",
+        MetaKind::Device => "Device meta does not exist",
+    };
+    match store(api, kind).delete(key) {
+        Ok(true) => Ok(Response::ok()),
+        Ok(false) => Err(ApiError::new(404, missing)),
+        Err(e) => Err(ApiError::internal(format!("{e:?}"))),
+    }
+}

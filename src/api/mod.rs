@@ -1,0 +1,145 @@
+//! Routes → handlers for the pv-ctrl API. A request is handled in two steps, because bodies
+//! may be large and arrive over many reads: [`Api::begin`] looks at the head and says where
+//! the body goes (or answers at once), [`Api::complete`] gets the received body and answers.
+//! Handlers are plain functions of (state, request) → response; they never see a socket.
+
+mod error;
+mod info;
+mod meta;
+mod objects;
+mod route;
+mod sink;
+mod steps;
+
+use std::time::Instant;
+
+pub use error::ApiError;
+pub use route::{MetaKind, Route, route};
+pub use sink::{Sink, SinkError};
+
+use crate::config::Config;
+use crate::http::{RequestHead, Response};
+use crate::store::Storage;
+
+/// Largest state JSON accepted by `PUT /steps/locals/X`.
+pub const MAX_STATE_BYTES: u64 = 1024 * 1024;
+/// Largest metadata value, signal or command body (Pantavisor's caps).
+pub const MAX_META_BYTES: usize = 4096;
+/// Largest commit message.
+pub const MAX_COMMITMSG_BYTES: usize = 256;
+/// Bodies sent to endpoints that take none are read and dropped up to this size.
+pub const MAX_IGNORED_BODY: usize = 4096;
+
+/// Who is calling, from the socket's peer credentials.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Caller {
+    pub pid: Option<i32>,
+    pub uid: Option<u32>,
+}
+
+/// What to do with a request once its head is known.
+pub enum Plan {
+    /// Answer now; the body, if any, is not wanted.
+    Respond(Response),
+    /// Receive the body into this sink, then call [`Api::complete`].
+    Receive(Route, Sink),
+}
+
+pub struct Api {
+    pub storage: Storage,
+    pub config: Config,
+    pub started: Instant,
+}
+
+impl Api {
+    pub fn new(storage: Storage, config: Config, started: Instant) -> Api {
+        Api { storage, config, started }
+    }
+
+    /// Decide, from the head alone, how to handle a request.
+    pub fn begin(&mut self, head: &RequestHead, _caller: &Caller) -> Plan {
+        if let Err(e) = check_host(head) {
+            return Plan::Respond(e.into_response().closing());
+        }
+        let route = match route(&head.method, head.path()) {
+            Ok(r) => r,
+            Err(e) => return Plan::Respond(e.into()),
+        };
+        let declared = match head.framing {
+            crate::http::BodyFraming::Length(n) => Some(n),
+            _ => None,
+        };
+        let sink = match &route {
+            Route::ObjectPut(sha) => objects::plan_put(self, sha, declared),
+            Route::StepPut(_) => steps::plan_put(self, declared),
+            Route::CommitMsgPut(_) => Ok(Sink::memory(MAX_COMMITMSG_BYTES)),
+            Route::MetaPut(..) => Ok(Sink::memory(MAX_META_BYTES)),
+            _ => Ok(Sink::memory(MAX_IGNORED_BODY)),
+        };
+        match sink {
+            Ok(sink) => {
+                if let (Some(cap), Some(n)) = (sink.cap(), declared) {
+                    if n > cap {
+                        return Plan::Respond(too_large(cap).closing());
+                    }
+                }
+                Plan::Receive(route, sink)
+            }
+            Err(resp) => Plan::Respond(resp),
+        }
+    }
+
+    /// The body arrived whole: handle the request.
+    pub fn complete(&mut self, route: Route, sink: Sink, _caller: &Caller) -> Response {
+        let result = match route {
+            Route::ObjectsList => objects::list(self),
+            Route::ObjectGet(sha) => objects::get(self, &sha),
+            Route::ObjectPut(_) => objects::finish_put(sink),
+            Route::StepsList => Ok(Response::json(200, self.storage.trails.steps_json())),
+            Route::StepGet(rev) => steps::get(self, &rev),
+            Route::StepPut(rev) => steps::finish_put(self, &rev, sink),
+            Route::ProgressGet(rev) => steps::progress(self, &rev),
+            Route::CommitMsgPut(rev) => steps::commitmsg(self, &rev, sink),
+            Route::MetaList(kind) => Ok(meta::list(self, kind)),
+            Route::MetaPut(kind, key) => meta::put(self, kind, &key, sink),
+            Route::MetaDelete(kind, key) => meta::delete(self, kind, &key),
+            Route::BuildInfo => Ok(info::buildinfo()),
+            Route::Config => Ok(Response::json(200, self.config.config_json())),
+            Route::Config2 => Ok(Response::json(200, self.config.config2_json())),
+        };
+        result.unwrap_or_else(ApiError::into_response)
+    }
+
+    /// The body could not be received whole: the answer, after which the connection closes.
+    pub fn body_failed(&mut self, err: SinkError) -> Response {
+        match err {
+            SinkError::TooLarge(cap) => too_large(cap),
+            SinkError::NoSpace => ApiError::no_space().into_response(),
+            SinkError::Io(e) => ApiError::internal(e).into_response(),
+        }
+        .closing()
+    }
+}
+
+fn too_large(cap: u64) -> Response {
+    Response::error(413, &format!("Request body too large (limit {cap} bytes)"))
+}
+
+/// pv-ctrl serves only local clients: the Host header must be absent, empty or `localhost`.
+fn check_host(head: &RequestHead) -> Result<(), ApiError> {
+    let Some(host) = head.header("host") else { return Ok(()) };
+    let name = host.split(|&b| b == b':').next().unwrap_or_default();
+    if host.is_empty() || name.eq_ignore_ascii_case(b"localhost") {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("Host not allowed"))
+    }
+}
+
+/// The bytes a memory sink received (empty for other sinks).
+fn memory_body(sink: &Sink) -> &[u8] {
+    match sink {
+        Sink::Memory { buf, .. } => buf,
+        _ => &[],
+    }
+}

@@ -1,0 +1,415 @@
+//! One client connection of an HTTP listener: reads requests, feeds bodies to their sinks,
+//! writes answers in order. Pipelined requests are answered one after the other; while an
+//! answer is still being written no further request is started and no more is read, so a
+//! client that sends but does not read cannot grow our buffers.
+//!
+//! Error answers that leave the stream untrustworthy close the connection, but only after a
+//! "lingering close": our side stops writing, and what the client still sends is read and
+//! dropped (bounded in bytes and time) so its kernel does not reset the connection and destroy
+//! the answer before the client reads it.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use mio::net::UnixStream;
+
+use crate::api::{Api, Caller, MAX_IGNORED_BODY, Plan, Route, Sink};
+use crate::http::{Body, BodyDecoder, BodyFraming, Limits, RequestHead, Response, Version, parse_request_head};
+
+/// Bytes buffered from the socket before they are parsed or passed to a body sink.
+const READ_CAP: usize = 64 * 1024;
+/// Pending answer bytes above which no further pipelined request is started.
+const WRITE_BACKLOG: usize = 64 * 1024;
+/// Piece size when streaming a file body.
+const FILE_PIECE: usize = 32 * 1024;
+/// After a closing error answer: how much more input to read and drop, and for how long.
+const LINGER_BYTES: u64 = 64 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Time limits a connection lives by (from the config).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Between requests on a kept-alive connection.
+    pub idle: Duration,
+    /// For a request to make progress (head bytes, body bytes, or the answer being read).
+    pub request: Duration,
+}
+
+enum ReadState {
+    /// Waiting for (more of) a request head.
+    Head,
+    /// Receiving a body; `ready` is an answer decided before the body (which is then drained).
+    Body { version: Version, keep_alive: bool, route: Option<Route>, ready: Option<Response>, sink: Sink, decoder: BodyDecoder },
+    /// No more requests on this connection.
+    Done,
+}
+
+pub struct Conn {
+    pub stream: UnixStream,
+    pub caller: Caller,
+    inbuf: Vec<u8>,
+    state: ReadState,
+    out: Vec<u8>,
+    out_pos: usize,
+    streaming: Option<(File, bool)>,
+    read_eof: bool,
+    /// Close once `out` and `streaming` are empty.
+    close_after_flush: bool,
+    /// Lingering close in progress: (bytes dropped so far, give up at).
+    linger: Option<(u64, Instant)>,
+    pub last_activity: Instant,
+    /// The deadline currently in the reactor's heap for this connection, if any.
+    pub scheduled: Option<Instant>,
+}
+
+/// What the reactor should do with a connection after driving it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Status {
+    Open,
+    Close,
+}
+
+impl Conn {
+    pub fn new(stream: UnixStream, caller: Caller, now: Instant) -> Conn {
+        Conn {
+            stream,
+            caller,
+            inbuf: Vec::new(),
+            state: ReadState::Head,
+            out: Vec::new(),
+            out_pos: 0,
+            streaming: None,
+            read_eof: false,
+            close_after_flush: false,
+            linger: None,
+            last_activity: now,
+            scheduled: None,
+        }
+    }
+
+    /// Idle: between requests with nothing to write, so it may be closed to make room.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, ReadState::Head) && self.inbuf.is_empty() && self.out_pending() == 0 && self.streaming.is_none()
+    }
+
+    fn out_pending(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// When this connection must be looked at again if nothing happens.
+    pub fn deadline(&self, t: &Timeouts) -> Instant {
+        if let Some((_, until)) = self.linger {
+            return until;
+        }
+        if self.is_idle() { self.last_activity + t.idle } else { self.last_activity + t.request }
+    }
+
+    /// The deadline passed: give up on the connection, answering 408 where a request was
+    /// half-received and the answer can still be delivered.
+    pub fn on_timeout(&mut self, now: Instant, t: &Timeouts) -> Status {
+        if now < self.deadline(t) {
+            return Status::Open;
+        }
+        let mid_request = match self.state {
+            ReadState::Body { .. } => true,
+            ReadState::Head => !self.inbuf.is_empty(),
+            ReadState::Done => false,
+        };
+        if mid_request && self.out_pending() == 0 && self.streaming.is_none() && self.linger.is_none() {
+            log::info!("ctrl: request timed out");
+            self.state = ReadState::Done;
+            self.queue(Response::error(408, "Request timeout").closing(), Version::Http11, false);
+            self.last_activity = now;
+            return self.drive_io(None, &Limits::default(), now);
+        }
+        Status::Close
+    }
+
+    /// Do all the work possible now: write, parse, hand bodies over, read. Never blocks.
+    pub fn drive(&mut self, api: &mut Api, limits: &Limits, now: Instant) -> Status {
+        self.drive_io(Some(api), limits, now)
+    }
+
+    fn drive_io(&mut self, mut api: Option<&mut Api>, limits: &Limits, now: Instant) -> Status {
+        loop {
+            let mut progress = match self.flush(now) {
+                Ok(p) => p,
+                Err(_) => return Status::Close,
+            };
+            if let Some(api) = api.as_deref_mut() {
+                while self.process(api, limits) {
+                    progress = true;
+                }
+            }
+            if self.wants_read() {
+                match self.read_some(now) {
+                    Ok(p) => progress |= p,
+                    Err(_) => return Status::Close,
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        self.status()
+    }
+
+    fn status(&mut self) -> Status {
+        let flushed = self.out_pending() == 0 && self.streaming.is_none();
+        if !flushed {
+            return Status::Open;
+        }
+        if self.close_after_flush {
+            if self.linger.is_some() && !self.read_eof {
+                // Answer delivered; tell the client we are done and wait for its EOF.
+                let _ = self.stream.shutdown(Shutdown::Write);
+                return Status::Open;
+            }
+            return Status::Close;
+        }
+        // The client half-closed and every answer is out: nothing more can come.
+        if self.read_eof && matches!(self.state, ReadState::Head | ReadState::Done) {
+            return Status::Close;
+        }
+        Status::Open
+    }
+
+    fn wants_read(&self) -> bool {
+        if self.read_eof {
+            return false;
+        }
+        if self.linger.is_some() {
+            return true;
+        }
+        if matches!(self.state, ReadState::Done) {
+            return false;
+        }
+        self.inbuf.len() < READ_CAP && self.out_pending() < WRITE_BACKLOG && self.streaming.is_none()
+    }
+
+    fn read_some(&mut self, now: Instant) -> io::Result<bool> {
+        let mut buf = [0u8; 16 * 1024];
+        let room = if self.linger.is_some() { buf.len() } else { (READ_CAP - self.inbuf.len()).min(buf.len()) };
+        match self.stream.read(&mut buf[..room]) {
+            Ok(0) => {
+                self.read_eof = true;
+                Ok(true)
+            }
+            Ok(n) => {
+                self.last_activity = now;
+                if let Some((dropped, until)) = self.linger.as_mut() {
+                    *dropped += n as u64;
+                    if *dropped > LINGER_BYTES {
+                        *until = now;
+                    }
+                } else {
+                    self.inbuf.extend_from_slice(&buf[..n]);
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Write what is pending; refill from a streamed file. Ok(true) when bytes moved.
+    fn flush(&mut self, now: Instant) -> io::Result<bool> {
+        let mut progress = false;
+        loop {
+            if self.out_pending() == 0 {
+                self.out.clear();
+                self.out_pos = 0;
+                if self.out.capacity() > 4 * FILE_PIECE {
+                    self.out.shrink_to(FILE_PIECE);
+                }
+                if !self.refill_from_file()? {
+                    return Ok(progress);
+                }
+            }
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out_pos += n;
+                    self.last_activity = now;
+                    progress = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progress),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Put the next piece of a streamed file into `out`. Ok(false) when there is none.
+    fn refill_from_file(&mut self) -> io::Result<bool> {
+        let Some((file, chunked)) = self.streaming.as_mut() else { return Ok(false) };
+        let chunked = *chunked;
+        let mut piece = vec![0u8; FILE_PIECE];
+        let n = file.read(&mut piece)?;
+        if n == 0 {
+            if chunked {
+                self.out.extend_from_slice(b"0\r\n\r\n");
+            }
+            self.streaming = None;
+            return Ok(chunked);
+        }
+        if chunked {
+            self.out.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+            self.out.extend_from_slice(&piece[..n]);
+            self.out.extend_from_slice(b"\r\n");
+        } else {
+            self.out.extend_from_slice(&piece[..n]);
+        }
+        Ok(true)
+    }
+
+    fn queue(&mut self, resp: Response, version: Version, keep_alive: bool) {
+        let (head, keep) = resp.head_bytes(version, keep_alive);
+        if resp.close {
+            self.linger = Some((0, Instant::now() + LINGER_TIME));
+        }
+        self.out.extend_from_slice(&head);
+        match resp.body {
+            Body::Empty => {}
+            Body::Bytes(b) => self.out.extend_from_slice(&b),
+            Body::File(f) => self.streaming = Some((f, version == Version::Http11)),
+        }
+        if !keep {
+            self.close_after_flush = true;
+            self.state = ReadState::Done;
+        }
+    }
+
+    /// Advance request processing by one step. Returns true when something changed.
+    fn process(&mut self, api: &mut Api, limits: &Limits) -> bool {
+        match &mut self.state {
+            ReadState::Done => {
+                self.inbuf.clear();
+                false
+            }
+            ReadState::Head => {
+                if self.inbuf.is_empty() || self.out_pending() >= WRITE_BACKLOG || self.streaming.is_some() {
+                    return false;
+                }
+                match parse_request_head(&self.inbuf, limits) {
+                    Ok(None) => {
+                        if self.read_eof && !self.inbuf.is_empty() {
+                            // The client hung up in the middle of a head: nothing to answer.
+                            self.inbuf.clear();
+                            self.state = ReadState::Done;
+                            return true;
+                        }
+                        false
+                    }
+                    Err(e) => {
+                        log::info!("ctrl: bad request: {e}");
+                        self.queue(Response::error(e.status(), &e.to_string()).closing(), Version::Http11, false);
+                        true
+                    }
+                    Ok(Some((head, used))) => {
+                        self.inbuf.drain(..used);
+                        self.start_request(api, head, limits);
+                        true
+                    }
+                }
+            }
+            ReadState::Body { .. } => self.feed_body(api),
+        }
+    }
+
+    fn start_request(&mut self, api: &mut Api, head: RequestHead, limits: &Limits) {
+        log::debug!("ctrl: {} {}", head.method, head.target);
+        let decoder = BodyDecoder::new(head.framing, limits);
+        match api.begin(&head, &self.caller) {
+            Plan::Receive(route, sink) => {
+                if head.expect_continue && head.has_body() {
+                    self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                self.state = ReadState::Body {
+                    version: head.version,
+                    keep_alive: head.keep_alive,
+                    route: Some(route),
+                    ready: None,
+                    sink,
+                    decoder,
+                };
+            }
+            Plan::Respond(resp) => {
+                let small = matches!(head.framing, BodyFraming::Length(n) if n <= MAX_IGNORED_BODY as u64);
+                if !head.has_body() || (small && !head.expect_continue && !resp.close) {
+                    // Drain the (small or empty) body, then answer on a kept-alive connection.
+                    self.state = ReadState::Body {
+                        version: head.version,
+                        keep_alive: head.keep_alive,
+                        route: None,
+                        ready: Some(resp),
+                        sink: Sink::Discard,
+                        decoder,
+                    };
+                } else {
+                    self.queue(resp.closing(), head.version, false);
+                }
+            }
+        }
+    }
+
+    /// Pass buffered body bytes to the sink; answer when the body is complete.
+    fn feed_body(&mut self, api: &mut Api) -> bool {
+        let ReadState::Body { decoder, sink, .. } = &mut self.state else { return false };
+        let mut pos = 0;
+        let mut failure = None;
+        while !decoder.is_done() {
+            match decoder.decode(&self.inbuf[pos..]) {
+                Ok(step) => {
+                    let data = &self.inbuf[pos + step.data.start..pos + step.data.end];
+                    if !data.is_empty() {
+                        if let Err(e) = sink.write(data) {
+                            failure = Some(api.body_failed(e));
+                            break;
+                        }
+                    }
+                    pos += step.consumed;
+                    if step.consumed == 0 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    log::info!("ctrl: bad body: {e}");
+                    failure = Some(Response::error(e.status(), &e.to_string()).closing());
+                    break;
+                }
+            }
+        }
+        let done = decoder.is_done();
+        self.inbuf.drain(..pos);
+        if let Some(resp) = failure {
+            self.queue(resp, Version::Http11, false);
+            return true;
+        }
+        if !done {
+            if self.read_eof {
+                // The client hung up before the body was complete: drop the request.
+                log::info!("ctrl: client closed in the middle of a body");
+                self.state = ReadState::Done;
+                return true;
+            }
+            return pos > 0;
+        }
+        let ReadState::Body { version, keep_alive, route, ready, sink, .. } = std::mem::replace(&mut self.state, ReadState::Head) else {
+            return false;
+        };
+        let resp = match (ready, route) {
+            (Some(resp), _) => resp,
+            (None, Some(route)) => api.complete(route, sink, &self.caller),
+            (None, None) => Response::error(500, "Internal Error"),
+        };
+        self.queue(resp, version, keep_alive);
+        if self.inbuf.capacity() > 2 * READ_CAP {
+            self.inbuf.shrink_to(READ_CAP);
+        }
+        true
+    }
+}

@@ -1,0 +1,320 @@
+//! The loop: one thread, one mio `Poll` over the control socket's listener, its connections
+//! and a signalfd, with a deadline heap whose earliest entry is the poll timeout.
+//!
+//! This is the only code that owns file descriptors of the loop. It never blocks: sockets are
+//! non-blocking, signals arrive as readable events, and the only waiting is in `poll`.
+
+mod conn;
+mod deadlines;
+pub mod signals;
+
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mio::net::UnixListener;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+
+use crate::api::{Api, Caller};
+use crate::config::Config;
+use crate::http::{Limits, Response, Version};
+use conn::{Conn, Status, Timeouts};
+use deadlines::Deadlines;
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const FIRST_CONN: usize = 16;
+
+/// Re-reads the configuration on SIGHUP (supplied by `main`, which knows the command line).
+pub type Reload = Box<dyn FnMut() -> Result<Config, String>>;
+
+/// What a deadline in the heap belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    /// A connection, by slot and the generation that slot had when the deadline was set.
+    Conn { slot: usize, generation: u64 },
+}
+
+struct Slot {
+    generation: u64,
+    conn: Option<Conn>,
+}
+
+pub struct Reactor {
+    poll: Poll,
+    listener: UnixListener,
+    socket_path: PathBuf,
+    signals: signals::Signals,
+    slots: Vec<Slot>,
+    open: usize,
+    deadlines: Deadlines<Due>,
+    api: Api,
+    limits: Limits,
+    max_conns: usize,
+    timeouts: Timeouts,
+    reload: Reload,
+}
+
+/// Bind the control socket at `path`. A stale socket file from a previous run is replaced, but
+/// a live one (another daemon answering on it) is an error rather than stolen.
+pub fn bind_control_socket(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{} is served by another process", path.display())));
+        }
+        std::fs::remove_file(path)?;
+    }
+    UnixListener::bind(path)
+}
+
+fn timeouts_from(config: &Config) -> Timeouts {
+    Timeouts {
+        idle: Duration::from_secs(config.get_u64("TERN_CTRL_IDLE_TIMEOUT").max(1)),
+        request: Duration::from_secs(config.get_u64("TERN_CTRL_REQUEST_TIMEOUT").max(1)),
+    }
+}
+
+fn max_conns_from(config: &Config) -> usize {
+    usize::try_from(config.get_u64("TERN_CTRL_MAX_CONNECTIONS")).unwrap_or(64).clamp(1, 1024)
+}
+
+impl Reactor {
+    pub fn new(mut listener: UnixListener, socket_path: PathBuf, api: Api, reload: Reload) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let signals = signals::Signals::new().map_err(io::Error::from)?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry().register(&mut SourceFd(&signals.raw_fd()), SIGNALS, Interest::READABLE)?;
+        let timeouts = timeouts_from(&api.config);
+        let max_conns = max_conns_from(&api.config);
+        Ok(Reactor {
+            poll,
+            listener,
+            socket_path,
+            signals,
+            slots: Vec::new(),
+            open: 0,
+            deadlines: Deadlines::default(),
+            api,
+            limits: Limits::default(),
+            max_conns,
+            timeouts,
+            reload,
+        })
+    }
+
+    /// Run until SIGTERM or SIGINT. Returns after a clean shutdown.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(64);
+        loop {
+            let timeout = self.deadlines.timeout(Instant::now());
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(now),
+                    SIGNALS => {
+                        if self.handle_signals() {
+                            self.shutdown();
+                            return Ok(());
+                        }
+                    }
+                    Token(t) => self.drive(t - FIRST_CONN, now),
+                }
+            }
+            self.fire_deadlines(Instant::now());
+        }
+    }
+
+    fn accept_all(&mut self, now: Instant) {
+        loop {
+            let mut stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: leave the rest in the backlog for the next round.
+                    log::warn!("ctrl: accept failed: {e}");
+                    return;
+                }
+            };
+            if self.open >= self.max_conns && !self.evict_oldest_idle() {
+                refuse_busy(&mut stream);
+                continue;
+            }
+            let caller = peer_caller(&stream);
+            let slot = self.free_slot();
+            let token = Token(slot + FIRST_CONN);
+            if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
+                log::warn!("ctrl: cannot watch a new connection: {e}");
+                continue;
+            }
+            self.slots[slot].conn = Some(Conn::new(stream, caller, now));
+            self.open += 1;
+            self.drive(slot, now);
+        }
+    }
+
+    fn free_slot(&mut self) -> usize {
+        if let Some(i) = self.slots.iter().position(|s| s.conn.is_none()) {
+            return i;
+        }
+        self.slots.push(Slot { generation: 0, conn: None });
+        self.slots.len() - 1
+    }
+
+    /// Make room for a new client by closing the connection idle the longest.
+    fn evict_oldest_idle(&mut self) -> bool {
+        let victim = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.conn.as_ref().filter(|c| c.is_idle()).map(|c| (c.last_activity, i)))
+            .min()
+            .map(|(_, i)| i);
+        match victim {
+            Some(i) => {
+                log::info!("ctrl: connection limit reached, closing the oldest idle connection");
+                self.close(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn drive(&mut self, slot: usize, now: Instant) {
+        let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.conn.as_mut()) else { return };
+        let status = conn.drive(&mut self.api, &self.limits, now);
+        self.after(slot, status);
+    }
+
+    /// Close the connection, or make sure the heap will wake us by its deadline.
+    fn after(&mut self, slot: usize, status: Status) {
+        let Some(s) = self.slots.get_mut(slot) else { return };
+        let generation = s.generation;
+        let Some(conn) = s.conn.as_mut() else { return };
+        if status == Status::Close {
+            self.close(slot);
+            return;
+        }
+        let due = conn.deadline(&self.timeouts);
+        // Deadlines only move later with activity; a new entry is needed only when the
+        // connection has none that fires early enough.
+        if conn.scheduled.is_none_or(|at| at > due) {
+            conn.scheduled = Some(due);
+            self.deadlines.push(due, Due::Conn { slot, generation });
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        let Some(s) = self.slots.get_mut(slot) else { return };
+        if let Some(mut conn) = s.conn.take() {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            s.generation += 1;
+            self.open -= 1;
+        }
+    }
+
+    fn fire_deadlines(&mut self, now: Instant) {
+        while let Some((_, due)) = self.deadlines.pop_due(now) {
+            match due {
+                Due::Conn { slot, generation } => {
+                    let Some(s) = self.slots.get_mut(slot) else { continue };
+                    if s.generation != generation {
+                        continue;
+                    }
+                    let Some(conn) = s.conn.as_mut() else { continue };
+                    conn.scheduled = None;
+                    let status = conn.on_timeout(now, &self.timeouts);
+                    self.after(slot, status);
+                }
+            }
+        }
+        // Entries of closed connections linger until due; keep the heap proportional to what
+        // is open even when clients come and go faster than the timeouts.
+        if self.deadlines.len() > 2 * self.open + 64 {
+            let slots = &self.slots;
+            self.deadlines.compact(|Due::Conn { slot, generation }| slots.get(*slot).is_some_and(|s| s.generation == *generation && s.conn.is_some()));
+        }
+    }
+
+    /// Returns true when the daemon should stop.
+    fn handle_signals(&mut self) -> bool {
+        let mut stop = false;
+        for sig in self.signals.drain() {
+            match sig {
+                Signal::SIGCHLD => reap_children(),
+                Signal::SIGTERM | Signal::SIGINT => {
+                    log::info!("daemon: {sig} received, shutting down");
+                    stop = true;
+                }
+                Signal::SIGHUP => self.reload_config(),
+                _ => {}
+            }
+        }
+        stop
+    }
+
+    fn reload_config(&mut self) {
+        match (self.reload)() {
+            Ok(new) => {
+                if new.storage_dir() != self.api.config.storage_dir() || new.rundir() != self.api.config.rundir() {
+                    log::warn!("config: storage and run dir changes take effect at the next start");
+                }
+                crate::logger::set_level(new.log_level());
+                self.timeouts = timeouts_from(&new);
+                self.max_conns = max_conns_from(&new);
+                self.api.config = new;
+                log::info!("config: reloaded on SIGHUP");
+            }
+            Err(e) => log::error!("config: reload failed, keeping the running config: {e}"),
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for slot in 0..self.slots.len() {
+            self.close(slot);
+        }
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        if let Err(e) = std::fs::remove_file(&self.socket_path) {
+            log::warn!("ctrl: cannot remove {}: {e}", self.socket_path.display());
+        }
+    }
+}
+
+/// Collect every exited child so none stays a zombie (one SIGCHLD may stand for many).
+fn reap_children() {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(status) => log::debug!("daemon: reaped {status:?}"),
+        }
+    }
+}
+
+fn peer_caller(stream: &mio::net::UnixStream) -> Caller {
+    match nix::sys::socket::getsockopt(&stream.as_fd(), nix::sys::socket::sockopt::PeerCredentials) {
+        Ok(cred) => Caller { pid: Some(cred.pid()), uid: Some(cred.uid()) },
+        Err(_) => Caller::default(),
+    }
+}
+
+/// Over the connection limit with no idle connection to close: say so and hang up.
+fn refuse_busy(stream: &mut mio::net::UnixStream) {
+    use std::io::Write;
+    let resp = Response::error(503, "Too many connections").closing().with_header("Retry-After", "1");
+    let (mut bytes, _) = resp.head_bytes(Version::Http11, false);
+    bytes.extend_from_slice(resp.body_bytes());
+    let _ = stream.write(&bytes);
+    log::warn!("ctrl: connection limit reached with no idle connection; refused a client");
+}
