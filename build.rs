@@ -16,8 +16,14 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     println!("cargo:rustc-env=TERN_GIT_COMMIT={commit}");
-    println!("cargo:rustc-env=TERN_TARGET={}", std::env::var("TARGET").unwrap_or_default());
-    println!("cargo:rustc-env=TERN_PROFILE={}", std::env::var("PROFILE").unwrap_or_default());
+    println!(
+        "cargo:rustc-env=TERN_TARGET={}",
+        std::env::var("TARGET").unwrap_or_default()
+    );
+    println!(
+        "cargo:rustc-env=TERN_PROFILE={}",
+        std::env::var("PROFILE").unwrap_or_default()
+    );
     println!("cargo:rustc-env=TERN_RUSTC={rustc}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs");

@@ -77,7 +77,9 @@ fn parse_daemon(args: &[String]) -> Result<Command, String> {
                 return Ok(v);
             }
             i += 1;
-            args.get(i).cloned().ok_or_else(|| format!("{flag} needs a value"))
+            args.get(i)
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
         };
         match flag {
             "--config" => opts.config = Some(PathBuf::from(value()?)),
@@ -86,7 +88,9 @@ fn parse_daemon(args: &[String]) -> Result<Command, String> {
             "--rundir" => opts.sets.push(("PV_SYSTEM_RUNDIR".into(), value()?)),
             "--set" => {
                 let kv = value()?;
-                let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set needs KEY=VALUE, got '{kv}'"))?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("--set needs KEY=VALUE, got '{kv}'"))?;
                 if k.trim().is_empty() {
                     return Err(format!("--set needs KEY=VALUE, got '{kv}'"));
                 }
@@ -109,8 +113,12 @@ mod tests {
 
     #[test]
     fn daemon_flags_in_both_forms() {
-        let c = parse(&args("daemon --storage /s --rundir=/r --set PV_LOG_LEVEL=4 --config c.conf --factory f"));
-        let Ok(Command::Daemon(o)) = c else { panic!("{c:?}") };
+        let c = parse(&args(
+            "daemon --storage /s --rundir=/r --set PV_LOG_LEVEL=4 --config c.conf --factory f",
+        ));
+        let Ok(Command::Daemon(o)) = c else {
+            panic!("{c:?}")
+        };
         assert_eq!(o.config, Some(PathBuf::from("c.conf")));
         assert_eq!(o.factory, Some(PathBuf::from("f")));
         assert_eq!(
@@ -127,7 +135,10 @@ mod tests {
     fn help_and_version() {
         assert_eq!(parse(&args("--help")), Ok(Command::Help));
         assert_eq!(parse(&args("--version")), Ok(Command::Version));
-        assert_eq!(parse(&args("daemon --storage x --help")), Ok(Command::DaemonHelp));
+        assert_eq!(
+            parse(&args("daemon --storage x --help")),
+            Ok(Command::DaemonHelp)
+        );
     }
 
     #[test]

@@ -7,12 +7,16 @@ use std::time::Instant;
 use crate::api::Api;
 use crate::cli::DaemonOpts;
 use crate::config::{Config, LoadOptions};
+use crate::logger;
 use crate::reactor::{Reactor, bind_control_socket};
 use crate::store::Storage;
-use crate::logger;
 
 fn load_config(opts: &DaemonOpts) -> Result<Config, String> {
-    let load = LoadOptions { file: opts.config.clone(), env: std::env::vars().collect(), sets: opts.sets.clone() };
+    let load = LoadOptions {
+        file: opts.config.clone(),
+        env: std::env::vars().collect(),
+        sets: opts.sets.clone(),
+    };
     Config::load(&load).map_err(|e| e.to_string())
 }
 
@@ -57,7 +61,11 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    log::info!("daemon: tern {} serving pv-ctrl on {} (revision {revision})", env!("CARGO_PKG_VERSION"), socket.display());
+    log::info!(
+        "daemon: tern {} serving pv-ctrl on {} (revision {revision})",
+        env!("CARGO_PKG_VERSION"),
+        socket.display()
+    );
     match reactor.run() {
         Ok(()) => {
             log::info!("daemon: stopped");

@@ -23,7 +23,10 @@ struct Logger {
     file: Mutex<Option<FileSink>>,
 }
 
-static LOGGER: Logger = Logger { level: AtomicU8::new(3), file: Mutex::new(None) };
+static LOGGER: Logger = Logger {
+    level: AtomicU8::new(3),
+    file: Mutex::new(None),
+};
 
 /// Pantavisor's PV_LOG_LEVEL: 0 fatal, 1 error, 2 warn, 3 info, 4 debug, 5 all.
 fn filter_for(pv_level: u8) -> LevelFilter {
@@ -54,7 +57,12 @@ pub fn log_to_file(path: PathBuf, cap: u64) -> std::io::Result<()> {
     let file = OpenOptions::new().create(true).append(true).open(&path)?;
     let written = file.metadata().map(|m| m.len()).unwrap_or(0);
     if let Ok(mut slot) = LOGGER.file.lock() {
-        *slot = Some(FileSink { path, file, written, cap: cap.max(4096) });
+        *slot = Some(FileSink {
+            path,
+            file,
+            written,
+            cap: cap.max(4096),
+        });
     }
     Ok(())
 }
@@ -68,7 +76,10 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let level = match record.level() {
             Level::Error => "ERROR",
             Level::Warn => "WARN ",
@@ -76,14 +87,24 @@ impl Log for Logger {
             Level::Debug => "DEBUG",
             Level::Trace => "TRACE",
         };
-        let line = format!("{} {level} {}\n", crate::store::trails::format_utc(secs), record.args());
+        let line = format!(
+            "{} {level} {}\n",
+            crate::store::trails::format_utc(secs),
+            record.args()
+        );
         let _ = std::io::stderr().write_all(line.as_bytes());
-        if let Ok(mut slot) = self.file.lock() {
-            if let Some(sink) = slot.as_mut() {
+        if let Ok(mut slot) = self.file.lock()
+            && let Some(sink) = slot.as_mut()
+        {
+            {
                 if sink.written + line.len() as u64 > sink.cap {
                     let rotated = sink.path.with_extension("log.1");
                     let _ = std::fs::rename(&sink.path, rotated);
-                    match OpenOptions::new().create(true).append(true).open(&sink.path) {
+                    match OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&sink.path)
+                    {
                         Ok(f) => {
                             sink.file = f;
                             sink.written = 0;

@@ -21,7 +21,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Version) => {
-            println!("tern {} ({})", env!("CARGO_PKG_VERSION"), env!("TERN_GIT_COMMIT"));
+            println!(
+                "tern {} ({})",
+                env!("CARGO_PKG_VERSION"),
+                env!("TERN_GIT_COMMIT")
+            );
             ExitCode::SUCCESS
         }
         Ok(Command::Daemon(opts)) => tern::daemon::run(opts),

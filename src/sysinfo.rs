@@ -9,7 +9,11 @@ pub fn arch() -> String {
         .map(|u| u.machine().to_string_lossy().into_owned())
         .unwrap_or_else(|_| std::env::consts::ARCH.to_string());
     let bits = usize::BITS;
-    let endian = if cfg!(target_endian = "little") { "EL" } else { "EB" };
+    let endian = if cfg!(target_endian = "little") {
+        "EL"
+    } else {
+        "EB"
+    };
     format!("{machine}/{bits}/{endian}")
 }
 
@@ -39,14 +43,22 @@ pub struct Space {
 pub fn space(path: &Path) -> Option<Space> {
     let st = nix::sys::statvfs::statvfs(path).ok()?;
     let frsize = st.fragment_size() as u64;
-    Some(Space { total: st.blocks() as u64 * frsize, free: st.blocks_available() as u64 * frsize })
+    Some(Space {
+        total: st.blocks() as u64 * frsize,
+        free: st.blocks_available() as u64 * frsize,
+    })
 }
 
 /// The `storage` device-meta value, with `reserved` the share kept back (percent of total).
 pub fn storage_json(path: &Path, reserved_percent: u64) -> String {
-    let Some(s) = space(path) else { return "{}".to_string() };
+    let Some(s) = space(path) else {
+        return "{}".to_string();
+    };
     let reserved = s.total / 100 * reserved_percent.min(100);
     let real_free = s.free.saturating_sub(reserved);
     // Built by hand: Pantavisor's key order, which serde_json's map would sort away.
-    format!(r#"{{"total":"{}","free":"{}","reserved":"{}","real_free":"{}"}}"#, s.total, s.free, reserved, real_free)
+    format!(
+        r#"{{"total":"{}","free":"{}","reserved":"{}","real_free":"{}"}}"#,
+        s.total, s.free, reserved, real_free
+    )
 }

@@ -29,7 +29,11 @@ fn store(api: &mut Api, kind: MetaKind) -> &mut MetaStore {
 
 fn own_device_meta(api: &Api) -> Vec<(&'static str, String)> {
     let revision = api.storage.trails.current().unwrap_or_else(|| "0".into());
-    let mode = if revision.starts_with("locals/") || !api.config.get_bool("PV_CONTROL_REMOTE") { "local" } else { "remote" };
+    let mode = if revision.starts_with("locals/") || !api.config.get_bool("PV_CONTROL_REMOTE") {
+        "local"
+    } else {
+        "remote"
+    };
     let reserved = api.config.get_u64("PV_STORAGE_GC_RESERVED");
     vec![
         // No containers are supervised yet, so the revision's goals are trivially reached.
@@ -39,18 +43,35 @@ fn own_device_meta(api: &Api) -> Vec<(&'static str, String)> {
         ("pantavisor.mode", mode.into()),
         ("pantavisor.revision", revision),
         ("pantavisor.arch", sysinfo::arch()),
-        ("pantavisor.version", format!("tern-{}", env!("CARGO_PKG_VERSION"))),
+        (
+            "pantavisor.version",
+            format!("tern-{}", env!("CARGO_PKG_VERSION")),
+        ),
         ("pantavisor.uname", sysinfo::uname_json()),
-        ("storage", sysinfo::storage_json(api.storage.root(), reserved)),
+        (
+            "storage",
+            sysinfo::storage_json(api.storage.root(), reserved),
+        ),
     ]
 }
 
 pub fn list(api: &Api, kind: MetaKind) -> Response {
     let body = match kind {
-        MetaKind::User => render_meta(api.storage.user_meta.entries().iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        MetaKind::User => render_meta(
+            api.storage
+                .user_meta
+                .entries()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        ),
         MetaKind::Device => {
             let own = own_device_meta(api);
-            let stored = api.storage.device_meta.entries().iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            let stored = api
+                .storage
+                .device_meta
+                .entries()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()));
             render_meta(stored.chain(own.iter().map(|(k, v)| (*k, v.as_str()))))
         }
     };
@@ -59,7 +80,10 @@ pub fn list(api: &Api, kind: MetaKind) -> Response {
 
 fn refuse_own_key(kind: MetaKind, key: &str) -> Result<(), ApiError> {
     if kind == MetaKind::Device && OWN_KEYS.contains(&key) {
-        return Err(ApiError::new(403, format!("Device meta key '{key}' is owned by the supervisor")));
+        return Err(ApiError::new(
+            403,
+            format!("Device meta key '{key}' is owned by the supervisor"),
+        ));
     }
     Ok(())
 }
@@ -71,15 +95,21 @@ pub fn put(api: &mut Api, kind: MetaKind, key: &str, sink: Sink) -> Result<Respo
         MetaKind::Device => "device",
     };
     let Ok(value) = std::str::from_utf8(value) else {
-        return Err(ApiError::bad_request(format!("Cannot add or update {what} meta")));
+        return Err(ApiError::bad_request(format!(
+            "Cannot add or update {what} meta"
+        )));
     };
     if value.is_empty() {
-        return Err(ApiError::bad_request(format!("Cannot add or update {what} meta")));
+        return Err(ApiError::bad_request(format!(
+            "Cannot add or update {what} meta"
+        )));
     }
     refuse_own_key(kind, key)?;
     match store(api, kind).put(key, value) {
         Ok(()) => Ok(Response::ok()),
-        Err(MetaError::TooManyKeys) => Err(ApiError::new(507, format!("Too many {what} meta keys"))),
+        Err(MetaError::TooManyKeys) => {
+            Err(ApiError::new(507, format!("Too many {what} meta keys")))
+        }
         Err(MetaError::Io(e)) => Err(ApiError::internal(e)),
     }
 }

@@ -53,7 +53,11 @@ pub struct Api {
 
 impl Api {
     pub fn new(storage: Storage, config: Config, started: Instant) -> Api {
-        Api { storage, config, started }
+        Api {
+            storage,
+            config,
+            started,
+        }
     }
 
     /// Decide, from the head alone, how to handle a request.
@@ -78,10 +82,10 @@ impl Api {
         };
         match sink {
             Ok(sink) => {
-                if let (Some(cap), Some(n)) = (sink.cap(), declared) {
-                    if n > cap {
-                        return Plan::Respond(too_large(cap).closing());
-                    }
+                if let (Some(cap), Some(n)) = (sink.cap(), declared)
+                    && n > cap
+                {
+                    return Plan::Respond(too_large(cap).closing());
                 }
                 Plan::Receive(route, sink)
             }
@@ -127,7 +131,9 @@ fn too_large(cap: u64) -> Response {
 
 /// pv-ctrl serves only local clients: the Host header must be absent, empty or `localhost`.
 fn check_host(head: &RequestHead) -> Result<(), ApiError> {
-    let Some(host) = head.header("host") else { return Ok(()) };
+    let Some(host) = head.header("host") else {
+        return Ok(());
+    };
     let name = host.split(|&b| b == b':').next().unwrap_or_default();
     if host.is_empty() || name.eq_ignore_ascii_case(b"localhost") {
         Ok(())

@@ -24,7 +24,11 @@ pub fn list(api: &Api) -> Result<Response, ApiError> {
 
 pub fn get(api: &Api, sha: &str) -> Result<Response, ApiError> {
     // Pantavisor answers a missing object with the bad-name 400, not 404; scripts rely on it.
-    let file = api.storage.objects.open(sha).map_err(|_| ApiError::bad_request("Request has bad object name"))?;
+    let file = api
+        .storage
+        .objects
+        .open(sha)
+        .map_err(|_| ApiError::bad_request("Request has bad object name"))?;
     Ok(Response::file(file))
 }
 
@@ -33,15 +37,20 @@ pub fn plan_put(api: &Api, sha: &str, declared: Option<u64>) -> Result<Sink, Res
         // Re-upload of an object we hold: drain the body, answer 200.
         return Ok(Sink::Discard);
     }
-    if let (Some(len), Some(space)) = (declared, sysinfo::space(api.storage.objects.dir())) {
-        if len > space.free {
-            log::warn!("objects: refusing {sha}: {len} bytes declared, {} free", space.free);
-            return Err(ApiError::no_space().into_response().closing());
-        }
+    if let (Some(len), Some(space)) = (declared, sysinfo::space(api.storage.objects.dir()))
+        && len > space.free
+    {
+        log::warn!(
+            "objects: refusing {sha}: {len} bytes declared, {} free",
+            space.free
+        );
+        return Err(ApiError::no_space().into_response().closing());
     }
     match api.storage.objects.begin_upload(sha) {
         Ok(up) => Ok(Sink::Object(up)),
-        Err(e) if crate::store::objects::is_no_space(&e) => Err(ApiError::no_space().into_response().closing()),
+        Err(e) if crate::store::objects::is_no_space(&e) => {
+            Err(ApiError::no_space().into_response().closing())
+        }
         Err(e) => Err(ApiError::internal(e).into_response().closing()),
     }
 }

@@ -34,7 +34,11 @@ pub enum Route {
 
 pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     let unknown = || ApiError::unknown_endpoint(path);
-    let segs: Vec<&str> = path.strip_prefix('/').ok_or_else(unknown)?.split('/').collect();
+    let segs: Vec<&str> = path
+        .strip_prefix('/')
+        .ok_or_else(unknown)?
+        .split('/')
+        .collect();
     // Fixed paths match exactly: an empty segment (trailing or doubled `/`) matches nothing.
     if segs.iter().any(|s| s.is_empty()) {
         return Err(unknown());
@@ -44,7 +48,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     match segs.as_slice() {
         ["objects"] => only(m, "GET", Route::ObjectsList),
         ["objects", sha] => {
-            let sha = parse_object_name(sha).ok_or_else(|| ApiError::bad_request("Request has bad object name"));
+            let sha = parse_object_name(sha)
+                .ok_or_else(|| ApiError::bad_request("Request has bad object name"));
             match m {
                 "GET" => Ok(Route::ObjectGet(sha?)),
                 "PUT" => Ok(Route::ObjectPut(sha?)),
@@ -56,7 +61,11 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
             "GET" => Ok(Route::StepGet(format!("locals/{name}"))),
             "PUT" => {
                 let rev = format!("locals/{name}");
-                if is_rev(&rev) { Ok(Route::StepPut(rev)) } else { Err(ApiError::bad_request("Request has bas step name")) }
+                if is_rev(&rev) {
+                    Ok(Route::StepPut(rev))
+                } else {
+                    Err(ApiError::bad_request("Request has bas step name"))
+                }
             }
             _ => Err(wrong()),
         },
@@ -80,7 +89,11 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
 }
 
 fn only(method: &str, want: &str, r: Route) -> Result<Route, ApiError> {
-    if method == want { Ok(r) } else { Err(ApiError::method_not_supported()) }
+    if method == want {
+        Ok(r)
+    } else {
+        Err(ApiError::method_not_supported())
+    }
 }
 
 fn rev_sub(method: &str, rev: String, sub: &str, path: &str) -> Result<Route, ApiError> {
@@ -101,7 +114,11 @@ fn meta_key(method: &str, kind: MetaKind, key: &str) -> Result<Route, ApiError> 
             MetaKind::Device => "Cannot add or update device meta",
         }));
     }
-    Ok(if method == "PUT" { Route::MetaPut(kind, key.to_string()) } else { Route::MetaDelete(kind, key.to_string()) })
+    Ok(if method == "PUT" {
+        Route::MetaPut(kind, key.to_string())
+    } else {
+        Route::MetaDelete(kind, key.to_string())
+    })
 }
 
 #[cfg(test)]
@@ -119,36 +136,87 @@ mod tests {
     fn known_routes() {
         let sha = "a".repeat(64);
         assert_eq!(route("GET", "/objects"), Ok(Route::ObjectsList));
-        assert_eq!(route("PUT", &format!("/objects/{sha}")), Ok(Route::ObjectPut(sha.clone())));
-        assert_eq!(route("GET", "/steps/current"), Ok(Route::StepGet("current".into())));
-        assert_eq!(route("GET", "/steps/locals/x/progress"), Ok(Route::ProgressGet("locals/x".into())));
-        assert_eq!(route("PUT", "/steps/0/commitmsg"), Ok(Route::CommitMsgPut("0".into())));
-        assert_eq!(route("PUT", "/steps/locals/x"), Ok(Route::StepPut("locals/x".into())));
-        assert_eq!(route("DELETE", "/user-meta/k"), Ok(Route::MetaDelete(MetaKind::User, "k".into())));
+        assert_eq!(
+            route("PUT", &format!("/objects/{sha}")),
+            Ok(Route::ObjectPut(sha.clone()))
+        );
+        assert_eq!(
+            route("GET", "/steps/current"),
+            Ok(Route::StepGet("current".into()))
+        );
+        assert_eq!(
+            route("GET", "/steps/locals/x/progress"),
+            Ok(Route::ProgressGet("locals/x".into()))
+        );
+        assert_eq!(
+            route("PUT", "/steps/0/commitmsg"),
+            Ok(Route::CommitMsgPut("0".into()))
+        );
+        assert_eq!(
+            route("PUT", "/steps/locals/x"),
+            Ok(Route::StepPut("locals/x".into()))
+        );
+        assert_eq!(
+            route("DELETE", "/user-meta/k"),
+            Ok(Route::MetaDelete(MetaKind::User, "k".into()))
+        );
     }
 
     #[test]
     fn unknown_paths_and_trailing_slashes() {
         assert_eq!(err("GET", "/nope"), (400, "unknown endpoint: /nope".into()));
-        assert_eq!(err("GET", "/steps/"), (400, "unknown endpoint: /steps/".into()));
-        assert_eq!(err("GET", "//objects"), (400, "unknown endpoint: //objects".into()));
+        assert_eq!(
+            err("GET", "/steps/"),
+            (400, "unknown endpoint: /steps/".into())
+        );
+        assert_eq!(
+            err("GET", "//objects"),
+            (400, "unknown endpoint: //objects".into())
+        );
         assert_eq!(err("GET", "/objects/../../etc/passwd").0, 400);
-        assert_eq!(err("GET", "/objects/../../etc/passwd").1, "unknown endpoint: /objects/../../etc/passwd");
+        assert_eq!(
+            err("GET", "/objects/../../etc/passwd").1,
+            "unknown endpoint: /objects/../../etc/passwd"
+        );
     }
 
     #[test]
     fn wrong_methods() {
-        assert_eq!(err("POST", "/steps"), (400, "Method not supported for this endpoint".into()));
-        assert_eq!(err("HEAD", "/objects"), (400, "Method not supported for this endpoint".into()));
-        assert_eq!(err("GET", "/user-meta/k"), (400, "Method not supported for this endpoint".into()));
+        assert_eq!(
+            err("POST", "/steps"),
+            (400, "Method not supported for this endpoint".into())
+        );
+        assert_eq!(
+            err("HEAD", "/objects"),
+            (400, "Method not supported for this endpoint".into())
+        );
+        assert_eq!(
+            err("GET", "/user-meta/k"),
+            (400, "Method not supported for this endpoint".into())
+        );
     }
 
     #[test]
     fn bad_names() {
-        assert_eq!(err("PUT", "/objects/abc"), (400, "Request has bad object name".into()));
-        assert_eq!(err("PUT", "/steps/locals/.."), (400, "Request has bas step name".into()));
-        assert_eq!(err("PUT", &format!("/steps/locals/{}", "a".repeat(65))).0, 400);
-        assert_eq!(err("PUT", "/steps/7"), (400, "Request has bas step name".into()));
-        assert_eq!(err("GET", "/steps/locals/../x").1, "unknown endpoint: /steps/locals/../x");
+        assert_eq!(
+            err("PUT", "/objects/abc"),
+            (400, "Request has bad object name".into())
+        );
+        assert_eq!(
+            err("PUT", "/steps/locals/.."),
+            (400, "Request has bas step name".into())
+        );
+        assert_eq!(
+            err("PUT", &format!("/steps/locals/{}", "a".repeat(65))).0,
+            400
+        );
+        assert_eq!(
+            err("PUT", "/steps/7"),
+            (400, "Request has bas step name".into())
+        );
+        assert_eq!(
+            err("GET", "/steps/locals/../x").1,
+            "unknown endpoint: /steps/locals/../x"
+        );
     }
 }

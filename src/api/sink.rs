@@ -11,7 +11,10 @@ use crate::store::durable;
 use crate::store::objects::{ObjectUpload, UploadError, is_no_space};
 
 pub enum Sink {
-    Memory { buf: Vec<u8>, cap: usize },
+    Memory {
+        buf: Vec<u8>,
+        cap: usize,
+    },
     Object(ObjectUpload),
     Spool(Spool),
     /// Read and drop (a re-upload of an object we have), answering `then` at the end.
@@ -27,13 +30,21 @@ pub enum SinkError {
 
 impl Sink {
     pub fn memory(cap: usize) -> Sink {
-        Sink::Memory { buf: Vec::new(), cap }
+        Sink::Memory {
+            buf: Vec::new(),
+            cap,
+        }
     }
 
     pub fn spool(near: PathBuf, cap: u64) -> io::Result<Sink> {
         let path = durable::temp_path_for(&near);
         let file = durable::create_temp(&path)?;
-        Ok(Sink::Spool(Spool { file, path, written: 0, cap }))
+        Ok(Sink::Spool(Spool {
+            file,
+            path,
+            written: 0,
+            cap,
+        }))
     }
 
     /// The most bytes this sink accepts, when it has a cap.
@@ -64,7 +75,13 @@ impl Sink {
                     return Err(SinkError::TooLarge(s.cap));
                 }
                 s.written += data.len() as u64;
-                s.file.write_all(data).map_err(|e| if is_no_space(&e) { SinkError::NoSpace } else { SinkError::Io(e) })
+                s.file.write_all(data).map_err(|e| {
+                    if is_no_space(&e) {
+                        SinkError::NoSpace
+                    } else {
+                        SinkError::Io(e)
+                    }
+                })
             }
             Sink::Discard => Ok(()),
         }

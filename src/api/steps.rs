@@ -6,18 +6,29 @@ use crate::spec;
 use crate::store::Progress;
 
 fn resolve(api: &Api, rev: &str) -> Result<String, ApiError> {
-    api.storage.trails.resolve(rev).ok_or_else(ApiError::not_found)
+    api.storage
+        .trails
+        .resolve(rev)
+        .ok_or_else(ApiError::not_found)
 }
 
 pub fn get(api: &Api, rev: &str) -> Result<Response, ApiError> {
     let rev = resolve(api, rev)?;
-    let state = api.storage.trails.read_state(&rev).map_err(|_| ApiError::not_found())?;
+    let state = api
+        .storage
+        .trails
+        .read_state(&rev)
+        .map_err(|_| ApiError::not_found())?;
     Ok(Response::json(200, state))
 }
 
 pub fn progress(api: &Api, rev: &str) -> Result<Response, ApiError> {
     let rev = resolve(api, rev)?;
-    let p = api.storage.trails.read_progress(&rev).map_err(|_| ApiError::not_found())?;
+    let p = api
+        .storage
+        .trails
+        .read_progress(&rev)
+        .map_err(|_| ApiError::not_found())?;
     Ok(Response::json(200, p))
 }
 
@@ -43,9 +54,16 @@ pub fn finish_put(api: &mut Api, rev: &str, sink: Sink) -> Result<Response, ApiE
         return Err(ApiError::new(409, "Cannot overwrite the running revision"));
     }
     let progress = Progress::new("NEW", "Update ready to be run", 0);
-    api.storage.trails.install(rev, &state, &progress).map_err(|e| {
-        if crate::store::objects::is_no_space(&e) { ApiError::no_space() } else { ApiError::internal(e) }
-    })?;
+    api.storage
+        .trails
+        .install(rev, &state, &progress)
+        .map_err(|e| {
+            if crate::store::objects::is_no_space(&e) {
+                ApiError::no_space()
+            } else {
+                ApiError::internal(e)
+            }
+        })?;
     log::info!("steps: stored revision {rev} ({} bytes)", state.len());
     Ok(Response::ok())
 }
@@ -56,6 +74,9 @@ pub fn commitmsg(api: &Api, rev: &str, sink: Sink) -> Result<Response, ApiError>
         return Err(ApiError::bad_request("No commit message"));
     }
     let rev = resolve(api, rev)?;
-    api.storage.trails.write_commitmsg(&rev, msg).map_err(ApiError::internal)?;
+    api.storage
+        .trails
+        .write_commitmsg(&rev, msg)
+        .map_err(ApiError::internal)?;
     Ok(Response::ok())
 }

@@ -178,7 +178,10 @@ mod tests {
         let text = Config::load(&opts(Some(file), &[], &[]))
             .unwrap_err()
             .to_string();
-        assert!(text.contains(":1: key PV_WDT_MODE: value 'sometimes' is not one of disabled, shutdown, startup, always"), "{text}");
+        assert!(
+            text.contains(":1: key PV_WDT_MODE: value 'sometimes' is not one of disabled, shutdown, startup, always"),
+            "{text}"
+        );
     }
 
     #[test]

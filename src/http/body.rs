@@ -26,7 +26,13 @@ pub struct Decoded {
 enum Chunk {
     /// Reading a chunk-size line: the value so far, hex digits seen, line bytes seen,
     /// whether we are past the digits (extension or whitespace), and whether CR was seen.
-    Size { value: u64, digits: u32, line: usize, past_digits: bool, cr: bool },
+    Size {
+        value: u64,
+        digits: u32,
+        line: usize,
+        past_digits: bool,
+        cr: bool,
+    },
     /// Inside chunk data.
     Data { remaining: u64 },
     /// Expecting the CRLF that ends a chunk's data.
@@ -50,7 +56,13 @@ pub struct BodyDecoder {
     max_trailer: usize,
 }
 
-const NEW_SIZE_LINE: Chunk = Chunk::Size { value: 0, digits: 0, line: 0, past_digits: false, cr: false };
+const NEW_SIZE_LINE: Chunk = Chunk::Size {
+    value: 0,
+    digits: 0,
+    line: 0,
+    past_digits: false,
+    cr: false,
+};
 
 impl BodyDecoder {
     pub fn new(framing: BodyFraming, limits: &Limits) -> BodyDecoder {
@@ -60,7 +72,11 @@ impl BodyDecoder {
             BodyFraming::Chunked => State::Chunked(NEW_SIZE_LINE),
             BodyFraming::UntilClose => State::UntilClose,
         };
-        BodyDecoder { state, max_chunk_line: limits.max_chunk_line, max_trailer: limits.max_trailer_bytes }
+        BodyDecoder {
+            state,
+            max_chunk_line: limits.max_chunk_line,
+            max_trailer: limits.max_trailer_bytes,
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -93,9 +109,19 @@ impl BodyDecoder {
         let mut pos = 0;
         loop {
             match &mut self.state {
-                State::Done => return Ok(Decoded { consumed: pos, data: pos..pos, done: true }),
+                State::Done => {
+                    return Ok(Decoded {
+                        consumed: pos,
+                        data: pos..pos,
+                        done: true,
+                    });
+                }
                 State::UntilClose => {
-                    return Ok(Decoded { consumed: input.len(), data: 0..input.len(), done: false });
+                    return Ok(Decoded {
+                        consumed: input.len(),
+                        data: 0..input.len(),
+                        done: false,
+                    });
                 }
                 State::Length { remaining } => {
                     let take = clamp(*remaining, input.len());
@@ -104,7 +130,11 @@ impl BodyDecoder {
                     if done {
                         self.state = State::Done;
                     }
-                    return Ok(Decoded { consumed: take, data: 0..take, done });
+                    return Ok(Decoded {
+                        consumed: take,
+                        data: 0..take,
+                        done,
+                    });
                 }
                 State::Chunked(Chunk::Data { remaining }) => {
                     let take = clamp(*remaining, input.len() - pos);
@@ -112,11 +142,19 @@ impl BodyDecoder {
                     if *remaining == 0 {
                         self.state = State::Chunked(Chunk::DataEnd { cr: false });
                     }
-                    return Ok(Decoded { consumed: pos + take, data: pos..pos + take, done: false });
+                    return Ok(Decoded {
+                        consumed: pos + take,
+                        data: pos..pos + take,
+                        done: false,
+                    });
                 }
                 State::Chunked(_) => {
                     let Some(&b) = input.get(pos) else {
-                        return Ok(Decoded { consumed: pos, data: pos..pos, done: false });
+                        return Ok(Decoded {
+                            consumed: pos,
+                            data: pos..pos,
+                            done: false,
+                        });
                     };
                     pos += 1;
                     self.chunk_framing_byte(b)?;
@@ -131,7 +169,13 @@ impl BodyDecoder {
             return Ok(());
         };
         match chunk {
-            Chunk::Size { value, digits, line, past_digits, cr } => {
+            Chunk::Size {
+                value,
+                digits,
+                line,
+                past_digits,
+                cr,
+            } => {
                 *line += 1;
                 if *line > self.max_chunk_line {
                     return Err(HttpError::BadChunk("chunk size line too long"));
@@ -145,7 +189,11 @@ impl BodyDecoder {
                             return Err(HttpError::BadChunk("missing chunk size"));
                         }
                         *chunk = if *value == 0 {
-                            Chunk::Trailer { line: 0, total: 0, cr: false }
+                            Chunk::Trailer {
+                                line: 0,
+                                total: 0,
+                                cr: false,
+                            }
                         } else {
                             Chunk::Data { remaining: *value }
                         };
@@ -237,14 +285,16 @@ mod tests {
     #[test]
     fn content_length_stops_at_its_length() {
         for step in [1, 3, 100] {
-            let (body, used) = run(BodyFraming::Length(5), b"helloGET /next", step).unwrap_or_default();
+            let (body, used) =
+                run(BodyFraming::Length(5), b"helloGET /next", step).unwrap_or_default();
             assert_eq!((body.as_slice(), used), (&b"hello"[..], 5), "step {step}");
         }
     }
 
     #[test]
     fn chunked_body_decodes_in_any_split() {
-        let wire = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let wire =
+            b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
         for step in 1..wire.len() {
             let (body, used) = run(BodyFraming::Chunked, wire, step).unwrap_or_default();
             assert_eq!(body, b"Wikipedia in\r\n\r\nchunks.", "step {step}");
@@ -260,9 +310,19 @@ mod tests {
 
     #[test]
     fn bad_chunk_sizes_are_errors() {
-        for wire in [&b"zz\r\n"[..], b"\r\n", b"-1\r\n", b"11111111111111111\r\n", b"5\rX"] {
+        for wire in [
+            &b"zz\r\n"[..],
+            b"\r\n",
+            b"-1\r\n",
+            b"11111111111111111\r\n",
+            b"5\rX",
+        ] {
             let r = run(BodyFraming::Chunked, wire, 64);
-            assert!(matches!(r, Err(HttpError::BadChunk(_))), "{:?} -> {r:?}", String::from_utf8_lossy(wire));
+            assert!(
+                matches!(r, Err(HttpError::BadChunk(_))),
+                "{:?} -> {r:?}",
+                String::from_utf8_lossy(wire)
+            );
         }
     }
 
@@ -276,7 +336,10 @@ mod tests {
     fn endless_chunk_extension_is_bounded() {
         let mut wire = b"5;".to_vec();
         wire.extend(std::iter::repeat_n(b'a', 5000));
-        assert!(matches!(run(BodyFraming::Chunked, &wire, 64), Err(HttpError::BadChunk(_))));
+        assert!(matches!(
+            run(BodyFraming::Chunked, &wire, 64),
+            Err(HttpError::BadChunk(_))
+        ));
     }
 
     #[test]
@@ -285,13 +348,22 @@ mod tests {
         for _ in 0..1000 {
             wire.extend_from_slice(b"X-Pad: aaaaaaaaaa\r\n");
         }
-        assert!(matches!(run(BodyFraming::Chunked, &wire, 64), Err(HttpError::BadChunk(_))));
+        assert!(matches!(
+            run(BodyFraming::Chunked, &wire, 64),
+            Err(HttpError::BadChunk(_))
+        ));
     }
 
     #[test]
     fn truncated_bodies_are_reported_at_eof() {
-        assert_eq!(run(BodyFraming::Length(10), b"abc", 64), Err(HttpError::Truncated));
-        assert_eq!(run(BodyFraming::Chunked, b"5\r\nab", 64), Err(HttpError::Truncated));
+        assert_eq!(
+            run(BodyFraming::Length(10), b"abc", 64),
+            Err(HttpError::Truncated)
+        );
+        assert_eq!(
+            run(BodyFraming::Chunked, b"5\r\nab", 64),
+            Err(HttpError::Truncated)
+        );
     }
 
     #[test]

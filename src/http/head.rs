@@ -18,7 +18,11 @@ impl Version {
         }
     }
     fn from_minor(minor: u8) -> Version {
-        if minor == 0 { Version::Http10 } else { Version::Http11 }
+        if minor == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        }
     }
 }
 
@@ -49,7 +53,10 @@ pub struct RequestHead {
 impl RequestHead {
     /// The first value of a header, by lowercase name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
     }
 
     pub fn header_str(&self, name: &str) -> Option<&str> {
@@ -96,7 +103,9 @@ impl ResponseHead {
 /// Bytes of stray CR/LF before a request line. Some clients (pvtx) send an extra CRLF after a
 /// request without a body; RFC 9112 §2.2 asks servers to ignore at least one such empty line.
 fn leading_blank_lines(buf: &[u8]) -> usize {
-    buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count()
+    buf.iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count()
 }
 
 /// Parse a request head from the start of `buf`.
@@ -135,7 +144,9 @@ pub fn parse_request_head(
         return Err(HttpError::BadRequest("incomplete request line"));
     };
     if !target.starts_with('/') {
-        return Err(HttpError::BadRequest("request target must be an absolute path"));
+        return Err(HttpError::BadRequest(
+            "request target must be an absolute path",
+        ));
     }
     let version = Version::from_minor(minor);
     let headers = collect_headers(req.headers);
@@ -189,7 +200,8 @@ pub fn parse_response_head(
     };
     let version = Version::from_minor(minor);
     let headers = collect_headers(resp.headers);
-    let no_body = request_was_head || (100..200).contains(&status) || status == 204 || status == 304;
+    let no_body =
+        request_was_head || (100..200).contains(&status) || status == 204 || status == 304;
     let framing = if no_body {
         BodyFraming::Length(0)
     } else {
@@ -207,7 +219,16 @@ pub fn parse_response_head(
             Version::Http11 => !connection.iter().any(|t| t == "close"),
             Version::Http10 => connection.iter().any(|t| t == "keep-alive"),
         };
-    Ok(Some((ResponseHead { status, version, headers, framing, keep_alive }, used)))
+    Ok(Some((
+        ResponseHead {
+            status,
+            version,
+            headers,
+            framing,
+            keep_alive,
+        },
+        used,
+    )))
 }
 
 fn collect_headers(raw: &[httparse::Header<'_>]) -> Vec<(String, Vec<u8>)> {
@@ -272,8 +293,9 @@ fn parse_decimal(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    v.iter()
-        .try_fold(0u64, |acc, d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    v.iter().try_fold(0u64, |acc, d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 fn httparse_reason(e: httparse::Error) -> &'static str {
@@ -305,7 +327,10 @@ mod tests {
 
     #[test]
     fn partial_head_asks_for_more() {
-        assert!(matches!(parse("GET /steps HTTP/1.1\r\nHost: loc"), Ok(None)));
+        assert!(matches!(
+            parse("GET /steps HTTP/1.1\r\nHost: loc"),
+            Ok(None)
+        ));
     }
 
     #[test]
@@ -321,7 +346,11 @@ mod tests {
     #[test]
     fn consumed_bytes_stop_at_the_blank_line() {
         let s = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
-        let (_, n) = parse(s).ok().flatten().map(|(h, n)| (h.target, n)).unwrap_or_default();
+        let (_, n) = parse(s)
+            .ok()
+            .flatten()
+            .map(|(h, n)| (h.target, n))
+            .unwrap_or_default();
         assert_eq!(&s[n..], "GET /b HTTP/1.1\r\n\r\n");
     }
 
@@ -342,8 +371,14 @@ mod tests {
 
     #[test]
     fn expect_continue_only_for_http11() {
-        assert!(head("PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n").expect_continue);
-        assert!(!head("PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n").expect_continue);
+        assert!(
+            head("PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n")
+                .expect_continue
+        );
+        assert!(
+            !head("PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+                .expect_continue
+        );
     }
 
     #[test]
@@ -365,7 +400,11 @@ mod tests {
         for cl in ["-1", "+5", "1 2", "abc", "99999999999999999999", ""] {
             let s = format!("PUT / HTTP/1.1\r\nContent-Length: {cl}\r\n\r\n");
             let e = parse(&s);
-            assert_eq!(e.as_ref().err().map(HttpError::status), Some(400), "{cl}: {e:?}");
+            assert_eq!(
+                e.as_ref().err().map(HttpError::status),
+                Some(400),
+                "{cl}: {e:?}"
+            );
         }
     }
 
@@ -399,8 +438,14 @@ mod tests {
     #[test]
     fn garbage_request_line_is_400() {
         assert_eq!(parse("HELLO\r\n\r\n").err().map(|e| e.status()), Some(400));
-        assert_eq!(parse("GET / HTTP/2.0\r\n\r\n").err().map(|e| e.status()), Some(400));
-        assert_eq!(parse("GET foo HTTP/1.1\r\n\r\n").err().map(|e| e.status()), Some(400));
+        assert_eq!(
+            parse("GET / HTTP/2.0\r\n\r\n").err().map(|e| e.status()),
+            Some(400)
+        );
+        assert_eq!(
+            parse("GET foo HTTP/1.1\r\n\r\n").err().map(|e| e.status()),
+            Some(400)
+        );
     }
 
     #[test]
@@ -415,13 +460,26 @@ mod tests {
         let l = Limits::default();
         let r = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", &l, false);
         let (h, _) = r.ok().flatten().unwrap_or_else(|| panic!("no head"));
-        assert_eq!((h.status, h.framing, h.keep_alive), (200, BodyFraming::Length(5), true));
-        let r = parse_response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &l, false);
-        assert_eq!(r.ok().flatten().map(|(h, _)| h.framing), Some(BodyFraming::Chunked));
+        assert_eq!(
+            (h.status, h.framing, h.keep_alive),
+            (200, BodyFraming::Length(5), true)
+        );
+        let r = parse_response_head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            &l,
+            false,
+        );
+        assert_eq!(
+            r.ok().flatten().map(|(h, _)| h.framing),
+            Some(BodyFraming::Chunked)
+        );
         let r = parse_response_head(b"HTTP/1.0 200 OK\r\n\r\n", &l, false);
         let (h, _) = r.ok().flatten().unwrap_or_else(|| panic!("no head"));
         assert_eq!((h.framing, h.keep_alive), (BodyFraming::UntilClose, false));
         let r = parse_response_head(b"HTTP/1.1 204 No Content\r\n\r\n", &l, false);
-        assert_eq!(r.ok().flatten().map(|(h, _)| h.framing), Some(BodyFraming::Length(0)));
+        assert_eq!(
+            r.ok().flatten().map(|(h, _)| h.framing),
+            Some(BodyFraming::Length(0))
+        );
     }
 }

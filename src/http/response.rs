@@ -28,7 +28,13 @@ impl Response {
     }
 
     pub fn empty(status: u16) -> Response {
-        Response { status, content_type: None, extra_headers: Vec::new(), body: Body::Empty, close: false }
+        Response {
+            status,
+            content_type: None,
+            extra_headers: Vec::new(),
+            body: Body::Empty,
+            close: false,
+        }
     }
 
     pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
@@ -92,7 +98,9 @@ impl Response {
         let keep_alive = keep_alive && !self.close && !(streamed && version == Version::Http10);
         let mut h = Vec::with_capacity(160);
         h.extend_from_slice(version.as_str().as_bytes());
-        h.extend_from_slice(format!(" {} {}\r\n", self.status, reason_phrase(self.status)).as_bytes());
+        h.extend_from_slice(
+            format!(" {} {}\r\n", self.status, reason_phrase(self.status)).as_bytes(),
+        );
         if let Some(ct) = self.content_type {
             h.extend_from_slice(b"Content-Type: ");
             h.extend_from_slice(ct.as_bytes());
@@ -104,7 +112,9 @@ impl Response {
             }
             Body::File(_) => {}
             Body::Empty => h.extend_from_slice(b"Content-Length: 0\r\n"),
-            Body::Bytes(b) => h.extend_from_slice(format!("Content-Length: {}\r\n", b.len()).as_bytes()),
+            Body::Bytes(b) => {
+                h.extend_from_slice(format!("Content-Length: {}\r\n", b.len()).as_bytes())
+            }
         }
         for (name, value) in &self.extra_headers {
             h.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use mio::net::UnixStream;
 
 use crate::api::{Api, Caller, MAX_IGNORED_BODY, Plan, Route, Sink};
-use crate::http::{Body, BodyDecoder, BodyFraming, Limits, RequestHead, Response, Version, parse_request_head};
+use crate::http::{
+    Body, BodyDecoder, BodyFraming, Limits, RequestHead, Response, Version, parse_request_head,
+};
 
 /// Bytes buffered from the socket before they are parsed or passed to a body sink.
 const READ_CAP: usize = 64 * 1024;
@@ -40,10 +42,21 @@ pub struct Timeouts {
 enum ReadState {
     /// Waiting for (more of) a request head.
     Head,
-    /// Receiving a body; `ready` is an answer decided before the body (which is then drained).
-    Body { version: Version, keep_alive: bool, route: Option<Route>, ready: Option<Response>, sink: Sink, decoder: BodyDecoder },
+    /// Receiving a body (boxed: it is large, and only a connection mid-request has one).
+    Body(Box<Receiving>),
     /// No more requests on this connection.
     Done,
+}
+
+/// A request whose body is arriving. `ready` is an answer decided before the body, which is
+/// then only drained.
+struct Receiving {
+    version: Version,
+    keep_alive: bool,
+    route: Option<Route>,
+    ready: Option<Response>,
+    sink: Sink,
+    decoder: BodyDecoder,
 }
 
 pub struct Conn {
@@ -91,7 +104,10 @@ impl Conn {
 
     /// Idle: between requests with nothing to write, so it may be closed to make room.
     pub fn is_idle(&self) -> bool {
-        matches!(self.state, ReadState::Head) && self.inbuf.is_empty() && self.out_pending() == 0 && self.streaming.is_none()
+        matches!(self.state, ReadState::Head)
+            && self.inbuf.is_empty()
+            && self.out_pending() == 0
+            && self.streaming.is_none()
     }
 
     fn out_pending(&self) -> usize {
@@ -103,7 +119,11 @@ impl Conn {
         if let Some((_, until)) = self.linger {
             return until;
         }
-        if self.is_idle() { self.last_activity + t.idle } else { self.last_activity + t.request }
+        if self.is_idle() {
+            self.last_activity + t.idle
+        } else {
+            self.last_activity + t.request
+        }
     }
 
     /// The deadline passed: give up on the connection, answering 408 where a request was
@@ -113,14 +133,22 @@ impl Conn {
             return Status::Open;
         }
         let mid_request = match self.state {
-            ReadState::Body { .. } => true,
+            ReadState::Body(_) => true,
             ReadState::Head => !self.inbuf.is_empty(),
             ReadState::Done => false,
         };
-        if mid_request && self.out_pending() == 0 && self.streaming.is_none() && self.linger.is_none() {
+        if mid_request
+            && self.out_pending() == 0
+            && self.streaming.is_none()
+            && self.linger.is_none()
+        {
             log::info!("ctrl: request timed out");
             self.state = ReadState::Done;
-            self.queue(Response::error(408, "Request timeout").closing(), Version::Http11, false);
+            self.queue(
+                Response::error(408, "Request timeout").closing(),
+                Version::Http11,
+                false,
+            );
             self.last_activity = now;
             return self.drive_io(None, &Limits::default(), now);
         }
@@ -186,12 +214,18 @@ impl Conn {
         if matches!(self.state, ReadState::Done) {
             return false;
         }
-        self.inbuf.len() < READ_CAP && self.out_pending() < WRITE_BACKLOG && self.streaming.is_none()
+        self.inbuf.len() < READ_CAP
+            && self.out_pending() < WRITE_BACKLOG
+            && self.streaming.is_none()
     }
 
     fn read_some(&mut self, now: Instant) -> io::Result<bool> {
         let mut buf = [0u8; 16 * 1024];
-        let room = if self.linger.is_some() { buf.len() } else { (READ_CAP - self.inbuf.len()).min(buf.len()) };
+        let room = if self.linger.is_some() {
+            buf.len()
+        } else {
+            (READ_CAP - self.inbuf.len()).min(buf.len())
+        };
         match self.stream.read(&mut buf[..room]) {
             Ok(0) => {
                 self.read_eof = true;
@@ -245,7 +279,9 @@ impl Conn {
 
     /// Put the next piece of a streamed file into `out`. Ok(false) when there is none.
     fn refill_from_file(&mut self) -> io::Result<bool> {
-        let Some((file, chunked)) = self.streaming.as_mut() else { return Ok(false) };
+        let Some((file, chunked)) = self.streaming.as_mut() else {
+            return Ok(false);
+        };
         let chunked = *chunked;
         let mut piece = vec![0u8; FILE_PIECE];
         let n = file.read(&mut piece)?;
@@ -291,7 +327,10 @@ impl Conn {
                 false
             }
             ReadState::Head => {
-                if self.inbuf.is_empty() || self.out_pending() >= WRITE_BACKLOG || self.streaming.is_some() {
+                if self.inbuf.is_empty()
+                    || self.out_pending() >= WRITE_BACKLOG
+                    || self.streaming.is_some()
+                {
                     return false;
                 }
                 match parse_request_head(&self.inbuf, limits) {
@@ -306,7 +345,11 @@ impl Conn {
                     }
                     Err(e) => {
                         log::info!("ctrl: bad request: {e}");
-                        self.queue(Response::error(e.status(), &e.to_string()).closing(), Version::Http11, false);
+                        self.queue(
+                            Response::error(e.status(), &e.to_string()).closing(),
+                            Version::Http11,
+                            false,
+                        );
                         true
                     }
                     Ok(Some((head, used))) => {
@@ -316,7 +359,7 @@ impl Conn {
                     }
                 }
             }
-            ReadState::Body { .. } => self.feed_body(api),
+            ReadState::Body(_) => self.feed_body(api),
         }
     }
 
@@ -328,27 +371,28 @@ impl Conn {
                 if head.expect_continue && head.has_body() {
                     self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
-                self.state = ReadState::Body {
+                self.state = ReadState::Body(Box::new(Receiving {
                     version: head.version,
                     keep_alive: head.keep_alive,
                     route: Some(route),
                     ready: None,
                     sink,
                     decoder,
-                };
+                }));
             }
             Plan::Respond(resp) => {
-                let small = matches!(head.framing, BodyFraming::Length(n) if n <= MAX_IGNORED_BODY as u64);
+                let small =
+                    matches!(head.framing, BodyFraming::Length(n) if n <= MAX_IGNORED_BODY as u64);
                 if !head.has_body() || (small && !head.expect_continue && !resp.close) {
                     // Drain the (small or empty) body, then answer on a kept-alive connection.
-                    self.state = ReadState::Body {
+                    self.state = ReadState::Body(Box::new(Receiving {
                         version: head.version,
                         keep_alive: head.keep_alive,
                         route: None,
                         ready: Some(resp),
                         sink: Sink::Discard,
                         decoder,
-                    };
+                    }));
                 } else {
                     self.queue(resp.closing(), head.version, false);
                 }
@@ -358,18 +402,21 @@ impl Conn {
 
     /// Pass buffered body bytes to the sink; answer when the body is complete.
     fn feed_body(&mut self, api: &mut Api) -> bool {
-        let ReadState::Body { decoder, sink, .. } = &mut self.state else { return false };
+        let ReadState::Body(rx) = &mut self.state else {
+            return false;
+        };
+        let Receiving { decoder, sink, .. } = rx.as_mut();
         let mut pos = 0;
         let mut failure = None;
         while !decoder.is_done() {
             match decoder.decode(&self.inbuf[pos..]) {
                 Ok(step) => {
                     let data = &self.inbuf[pos + step.data.start..pos + step.data.end];
-                    if !data.is_empty() {
-                        if let Err(e) = sink.write(data) {
-                            failure = Some(api.body_failed(e));
-                            break;
-                        }
+                    if !data.is_empty()
+                        && let Err(e) = sink.write(data)
+                    {
+                        failure = Some(api.body_failed(e));
+                        break;
                     }
                     pos += step.consumed;
                     if step.consumed == 0 {
@@ -398,9 +445,17 @@ impl Conn {
             }
             return pos > 0;
         }
-        let ReadState::Body { version, keep_alive, route, ready, sink, .. } = std::mem::replace(&mut self.state, ReadState::Head) else {
+        let ReadState::Body(rx) = std::mem::replace(&mut self.state, ReadState::Head) else {
             return false;
         };
+        let Receiving {
+            version,
+            keep_alive,
+            route,
+            ready,
+            sink,
+            ..
+        } = *rx;
         let resp = match (ready, route) {
             (Some(resp), _) => resp,
             (None, Some(route)) => api.complete(route, sink, &self.caller),

@@ -12,7 +12,9 @@ pub struct Deadlines<K: Ord + Copy> {
 
 impl<K: Ord + Copy> Default for Deadlines<K> {
     fn default() -> Self {
-        Deadlines { heap: BinaryHeap::new() }
+        Deadlines {
+            heap: BinaryHeap::new(),
+        }
     }
 }
 
@@ -25,13 +27,16 @@ impl<K: Ord + Copy> Deadlines<K> {
         self.heap.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
 
     /// Time until the earliest deadline (zero if it passed), or None when there is none.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        self.heap.peek().map(|Reverse((at, _))| at.saturating_duration_since(now))
+        self.heap
+            .peek()
+            .map(|Reverse((at, _))| at.saturating_duration_since(now))
     }
 
     /// Pop one entry that is due at `now`.
@@ -45,7 +50,10 @@ impl<K: Ord + Copy> Deadlines<K> {
     /// Keep only entries whose key is still live.
     pub fn compact(&mut self, mut live: impl FnMut(&K) -> bool) {
         let entries = std::mem::take(&mut self.heap).into_vec();
-        self.heap = entries.into_iter().filter(|Reverse((_, k))| live(k)).collect();
+        self.heap = entries
+            .into_iter()
+            .filter(|Reverse((_, k))| live(k))
+            .collect();
     }
 }
 

@@ -67,7 +67,10 @@ pub fn bind_control_socket(path: &Path) -> io::Result<UnixListener> {
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{} is served by another process", path.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is served by another process", path.display()),
+            ));
         }
         std::fs::remove_file(path)?;
     }
@@ -82,15 +85,27 @@ fn timeouts_from(config: &Config) -> Timeouts {
 }
 
 fn max_conns_from(config: &Config) -> usize {
-    usize::try_from(config.get_u64("TERN_CTRL_MAX_CONNECTIONS")).unwrap_or(64).clamp(1, 1024)
+    usize::try_from(config.get_u64("TERN_CTRL_MAX_CONNECTIONS"))
+        .unwrap_or(64)
+        .clamp(1, 1024)
 }
 
 impl Reactor {
-    pub fn new(mut listener: UnixListener, socket_path: PathBuf, api: Api, reload: Reload) -> io::Result<Reactor> {
+    pub fn new(
+        mut listener: UnixListener,
+        socket_path: PathBuf,
+        api: Api,
+        reload: Reload,
+    ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let signals = signals::Signals::new().map_err(io::Error::from)?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-        poll.registry().register(&mut SourceFd(&signals.raw_fd()), SIGNALS, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry().register(
+            &mut SourceFd(&signals.raw_fd()),
+            SIGNALS,
+            Interest::READABLE,
+        )?;
         let timeouts = timeouts_from(&api.config);
         let max_conns = max_conns_from(&api.config);
         Ok(Reactor {
@@ -155,7 +170,11 @@ impl Reactor {
             let caller = peer_caller(&stream);
             let slot = self.free_slot();
             let token = Token(slot + FIRST_CONN);
-            if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
                 log::warn!("ctrl: cannot watch a new connection: {e}");
                 continue;
             }
@@ -169,7 +188,10 @@ impl Reactor {
         if let Some(i) = self.slots.iter().position(|s| s.conn.is_none()) {
             return i;
         }
-        self.slots.push(Slot { generation: 0, conn: None });
+        self.slots.push(Slot {
+            generation: 0,
+            conn: None,
+        });
         self.slots.len() - 1
     }
 
@@ -179,7 +201,12 @@ impl Reactor {
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.conn.as_ref().filter(|c| c.is_idle()).map(|c| (c.last_activity, i)))
+            .filter_map(|(i, s)| {
+                s.conn
+                    .as_ref()
+                    .filter(|c| c.is_idle())
+                    .map(|c| (c.last_activity, i))
+            })
             .min()
             .map(|(_, i)| i);
         match victim {
@@ -193,14 +220,18 @@ impl Reactor {
     }
 
     fn drive(&mut self, slot: usize, now: Instant) {
-        let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.conn.as_mut()) else { return };
+        let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.conn.as_mut()) else {
+            return;
+        };
         let status = conn.drive(&mut self.api, &self.limits, now);
         self.after(slot, status);
     }
 
     /// Close the connection, or make sure the heap will wake us by its deadline.
     fn after(&mut self, slot: usize, status: Status) {
-        let Some(s) = self.slots.get_mut(slot) else { return };
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
         let generation = s.generation;
         let Some(conn) = s.conn.as_mut() else { return };
         if status == Status::Close {
@@ -217,7 +248,9 @@ impl Reactor {
     }
 
     fn close(&mut self, slot: usize) {
-        let Some(s) = self.slots.get_mut(slot) else { return };
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
         if let Some(mut conn) = s.conn.take() {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             s.generation += 1;
@@ -229,11 +262,15 @@ impl Reactor {
         while let Some((_, due)) = self.deadlines.pop_due(now) {
             match due {
                 Due::Conn { slot, generation } => {
-                    let Some(s) = self.slots.get_mut(slot) else { continue };
+                    let Some(s) = self.slots.get_mut(slot) else {
+                        continue;
+                    };
                     if s.generation != generation {
                         continue;
                     }
-                    let Some(conn) = s.conn.as_mut() else { continue };
+                    let Some(conn) = s.conn.as_mut() else {
+                        continue;
+                    };
                     conn.scheduled = None;
                     let status = conn.on_timeout(now, &self.timeouts);
                     self.after(slot, status);
@@ -244,7 +281,11 @@ impl Reactor {
         // is open even when clients come and go faster than the timeouts.
         if self.deadlines.len() > 2 * self.open + 64 {
             let slots = &self.slots;
-            self.deadlines.compact(|Due::Conn { slot, generation }| slots.get(*slot).is_some_and(|s| s.generation == *generation && s.conn.is_some()));
+            self.deadlines.compact(|Due::Conn { slot, generation }| {
+                slots
+                    .get(*slot)
+                    .is_some_and(|s| s.generation == *generation && s.conn.is_some())
+            });
         }
     }
 
@@ -268,7 +309,9 @@ impl Reactor {
     fn reload_config(&mut self) {
         match (self.reload)() {
             Ok(new) => {
-                if new.storage_dir() != self.api.config.storage_dir() || new.rundir() != self.api.config.rundir() {
+                if new.storage_dir() != self.api.config.storage_dir()
+                    || new.rundir() != self.api.config.rundir()
+                {
                     log::warn!("config: storage and run dir changes take effect at the next start");
                 }
                 crate::logger::set_level(new.log_level());
@@ -303,8 +346,12 @@ fn reap_children() {
 }
 
 fn peer_caller(stream: &mio::net::UnixStream) -> Caller {
-    match nix::sys::socket::getsockopt(&stream.as_fd(), nix::sys::socket::sockopt::PeerCredentials) {
-        Ok(cred) => Caller { pid: Some(cred.pid()), uid: Some(cred.uid()) },
+    match nix::sys::socket::getsockopt(&stream.as_fd(), nix::sys::socket::sockopt::PeerCredentials)
+    {
+        Ok(cred) => Caller {
+            pid: Some(cred.pid()),
+            uid: Some(cred.uid()),
+        },
         Err(_) => Caller::default(),
     }
 }
@@ -312,7 +359,9 @@ fn peer_caller(stream: &mio::net::UnixStream) -> Caller {
 /// Over the connection limit with no idle connection to close: say so and hang up.
 fn refuse_busy(stream: &mut mio::net::UnixStream) {
     use std::io::Write;
-    let resp = Response::error(503, "Too many connections").closing().with_header("Retry-After", "1");
+    let resp = Response::error(503, "Too many connections")
+        .closing()
+        .with_header("Retry-After", "1");
     let (mut bytes, _) = resp.head_bytes(Version::Http11, false);
     bytes.extend_from_slice(resp.body_bytes());
     let _ = stream.write(&bytes);

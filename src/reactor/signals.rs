@@ -8,7 +8,12 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 /// The signals the loop handles.
-pub const HANDLED: [Signal; 4] = [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
+pub const HANDLED: [Signal; 4] = [
+    Signal::SIGCHLD,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+];
 
 pub fn handled_set() -> SigSet {
     let mut set = SigSet::empty();
@@ -35,7 +40,10 @@ pub struct Signals {
 
 impl Signals {
     pub fn new() -> nix::Result<Signals> {
-        let fd = SignalFd::with_flags(&handled_set(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        let fd = SignalFd::with_flags(
+            &handled_set(),
+            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+        )?;
         Ok(Signals { fd })
     }
 

@@ -15,7 +15,11 @@ pub fn validate_state(bytes: &[u8]) -> Result<Value, String> {
     };
     match map.get("#spec") {
         Some(Value::String(s)) if s == SYSTEM_SPEC => {}
-        Some(Value::String(s)) => return Err(format!("unsupported #spec '{s}' (expected '{SYSTEM_SPEC}')")),
+        Some(Value::String(s)) => {
+            return Err(format!(
+                "unsupported #spec '{s}' (expected '{SYSTEM_SPEC}')"
+            ));
+        }
         Some(_) => return Err("#spec must be a string".into()),
         None => return Err("missing #spec".into()),
     }
@@ -23,14 +27,25 @@ pub fn validate_state(bytes: &[u8]) -> Result<Value, String> {
         if key == "#spec" {
             continue;
         }
-        if key.is_empty() || key.starts_with('/') || key.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
+        if key.is_empty()
+            || key.starts_with('/')
+            || key
+                .split('/')
+                .any(|c| c == ".." || c == "." || c.is_empty())
+        {
             return Err(format!("bad artifact path '{key}'"));
         }
         match value {
             Value::Object(_) | Value::Array(_) => {}
             Value::String(id) if is_sha256(id) => {}
-            Value::String(_) => return Err(format!("'{key}': object id must be a 64 character sha256")),
-            _ => return Err(format!("'{key}': value must be an object id or a JSON document")),
+            Value::String(_) => {
+                return Err(format!("'{key}': object id must be a 64 character sha256"));
+            }
+            _ => {
+                return Err(format!(
+                    "'{key}': value must be an object id or a JSON document"
+                ));
+            }
         }
     }
     Ok(doc)
@@ -65,12 +80,22 @@ mod tests {
             (b"[]", "must be a JSON object"),
             (b"{}", "missing #spec"),
             (br##"{"#spec":"other@1"}"##, "unsupported #spec"),
-            (br##"{"#spec":"pantavisor-service-system@1","a/b":"short"}"##, "64 character"),
-            (br##"{"#spec":"pantavisor-service-system@1","../x":{}}"##, "bad artifact path"),
+            (
+                br##"{"#spec":"pantavisor-service-system@1","a/b":"short"}"##,
+                "64 character",
+            ),
+            (
+                br##"{"#spec":"pantavisor-service-system@1","../x":{}}"##,
+                "bad artifact path",
+            ),
         ];
         for (input, want) in cases {
             let err = validate_state(input).err().unwrap_or_default();
-            assert!(err.contains(want), "{:?}: {err}", String::from_utf8_lossy(input));
+            assert!(
+                err.contains(want),
+                "{:?}: {err}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 }

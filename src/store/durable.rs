@@ -17,7 +17,10 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh temp path beside `target` (same directory, so the rename is atomic).
 pub fn temp_path_for(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
     let dir = target.parent().unwrap_or(Path::new("."));
     dir.join(format!("{TMP_PREFIX}{name}-{}-{seq}", std::process::id()))
@@ -25,7 +28,11 @@ pub fn temp_path_for(target: &Path) -> PathBuf {
 
 /// Create a new temp file exclusively (never follows or reuses an existing path).
 pub fn create_temp(path: &Path) -> io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).mode(0o644).open(path)
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
 }
 
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
@@ -117,7 +124,11 @@ pub fn remove_leftover_temps(dir: &Path) -> io::Result<usize> {
             continue;
         }
         let path = entry.path();
-        let res = if entry.file_type()?.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        let res = if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
         match res {
             Ok(()) => removed += 1,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -39,7 +39,8 @@ pub fn ensure_factory(storage: &Storage, factory: Option<&Path>) -> Result<(), S
 fn seed_from(storage: &Storage, dir: &Path) -> Result<Vec<u8>, StorageError> {
     let json_path = dir.join("json");
     let state = fs::read(&json_path).map_err(|e| StorageError::io(&json_path, e))?;
-    spec::validate_state(&state).map_err(|e| StorageError::Factory(format!("{}: {e}", json_path.display())))?;
+    spec::validate_state(&state)
+        .map_err(|e| StorageError::Factory(format!("{}: {e}", json_path.display())))?;
     let objects_dir = dir.join("objects");
     let entries = match fs::read_dir(&objects_dir) {
         Ok(rd) => rd.filter_map(|e| e.ok()).collect::<Vec<_>>(),
@@ -49,7 +50,10 @@ fn seed_from(storage: &Storage, dir: &Path) -> Result<Vec<u8>, StorageError> {
     for entry in entries {
         let name = entry.file_name().to_string_lossy().to_ascii_lowercase();
         if !is_object_name(&name) {
-            log::warn!("store: factory: skipping {} (not a sha256 name)", entry.path().display());
+            log::warn!(
+                "store: factory: skipping {} (not a sha256 name)",
+                entry.path().display()
+            );
             continue;
         }
         if storage.objects.exists(&name) {
@@ -77,8 +81,13 @@ fn copy_object(storage: &Storage, src: &Path, sha: &str) -> Result<(), StorageEr
 
 fn upload_err(src: &Path, e: UploadError) -> StorageError {
     match e {
-        UploadError::BadChecksum => StorageError::Factory(format!("{}: content does not match its sha256 name", src.display())),
-        UploadError::NoSpace => StorageError::Factory("not enough disk space for the factory objects".into()),
+        UploadError::BadChecksum => StorageError::Factory(format!(
+            "{}: content does not match its sha256 name",
+            src.display()
+        )),
+        UploadError::NoSpace => {
+            StorageError::Factory("not enough disk space for the factory objects".into())
+        }
         UploadError::Io(err) => StorageError::io(src, err),
     }
 }

@@ -35,7 +35,10 @@ impl MetaStore {
             Ok(bytes) => match serde_json::from_slice::<Vec<(String, String)>>(&bytes) {
                 Ok(e) => e,
                 Err(err) => {
-                    log::error!("meta: {} does not parse ({err}); starting empty", path.display());
+                    log::error!(
+                        "meta: {} does not parse ({err}); starting empty",
+                        path.display()
+                    );
                     let _ = fs::rename(&path, path.with_extension("corrupt"));
                     Vec::new()
                 }
@@ -46,7 +49,10 @@ impl MetaStore {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn entries(&self) -> &[(String, String)] {
@@ -125,7 +131,10 @@ mod tests {
         for (k, v) in [("a", "1"), ("b", "2"), ("a", "3")] {
             assert!(m.put(k, v).is_ok());
         }
-        assert_eq!(render_meta(m.entries().iter().map(|(k, v)| (k.as_str(), v.as_str()))), r#"{"b":"2","a":"3"}"#);
+        assert_eq!(
+            render_meta(m.entries().iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            r#"{"b":"2","a":"3"}"#
+        );
     }
 
     #[test]
@@ -146,7 +155,8 @@ mod tests {
 
     #[test]
     fn json_values_are_embedded_raw() {
-        let s = render_meta([("storage", r#"{"total":"1"}"#), ("n", "42"), ("l", "[1]")].into_iter());
+        let s =
+            render_meta([("storage", r#"{"total":"1"}"#), ("n", "42"), ("l", "[1]")].into_iter());
         assert_eq!(s, r#"{"storage":{"total":"1"},"n":"42","l":[1]}"#);
     }
 
@@ -156,7 +166,10 @@ mod tests {
         for i in 0..MAX_KEYS {
             assert!(m.put(&format!("k{i}"), "v").is_ok());
         }
-        assert!(matches!(m.put("one-more", "v"), Err(MetaError::TooManyKeys)));
+        assert!(matches!(
+            m.put("one-more", "v"),
+            Err(MetaError::TooManyKeys)
+        ));
         assert!(m.put("k0", "updated").is_ok());
     }
 }

@@ -34,14 +34,27 @@ impl Storage {
     /// Open (creating on first boot) the storage at `root`, repairing what a crash left, and
     /// seeding revision 0 (from `factory`, a folder with `json` and `objects/`, when given).
     pub fn open(root: &Path, factory: Option<&Path>) -> Result<Storage, StorageError> {
-        for sub in ["objects", "trails/locals", "logs", "config", "disks/perm", "disks/rev", "cache"] {
-            durable::create_dir_durable(&root.join(sub)).map_err(|e| StorageError::io(root.join(sub), e))?;
+        for sub in [
+            "objects",
+            "trails/locals",
+            "logs",
+            "config",
+            "disks/perm",
+            "disks/rev",
+            "cache",
+        ] {
+            durable::create_dir_durable(&root.join(sub))
+                .map_err(|e| StorageError::io(root.join(sub), e))?;
         }
         let objects = ObjectStore::new(root.join("objects"));
         let trails = Trails::new(root.join("trails"), root.join("objects"));
-        let mut leftovers = durable::remove_leftover_temps(objects.dir()).map_err(|e| StorageError::io(objects.dir(), e))?;
-        leftovers += trails.remove_leftovers().map_err(|e| StorageError::io(trails.dir(), e))?;
-        leftovers += durable::remove_leftover_temps(&root.join("cache")).map_err(|e| StorageError::io(root.join("cache"), e))?;
+        let mut leftovers = durable::remove_leftover_temps(objects.dir())
+            .map_err(|e| StorageError::io(objects.dir(), e))?;
+        leftovers += trails
+            .remove_leftovers()
+            .map_err(|e| StorageError::io(trails.dir(), e))?;
+        leftovers += durable::remove_leftover_temps(&root.join("cache"))
+            .map_err(|e| StorageError::io(root.join("cache"), e))?;
         if leftovers > 0 {
             log::warn!("store: removed {leftovers} temp file(s) left by an interrupted write");
         }
@@ -64,12 +77,18 @@ impl Storage {
     /// `trails/current` must name a revision that exists; if it does not (first boot, or a
     /// crash between creating rev 0 and linking it), point it at the factory revision.
     fn ensure_current(&self) -> Result<(), StorageError> {
-        if self.trails.current().is_some_and(|rev| self.trails.exists(&rev)) {
+        if self
+            .trails
+            .current()
+            .is_some_and(|rev| self.trails.exists(&rev))
+        {
             return Ok(());
         }
         let link = self.trails.dir().join("current");
         log::warn!("store: trails/current missing or dangling, booting factory revision 0");
-        self.trails.set_current("0").map_err(|e| StorageError::io(link, e))
+        self.trails
+            .set_current("0")
+            .map_err(|e| StorageError::io(link, e))
     }
 }
 
@@ -81,7 +100,10 @@ pub enum StorageError {
 
 impl StorageError {
     pub fn io(path: impl Into<PathBuf>, err: io::Error) -> StorageError {
-        StorageError::Io { path: path.into(), err }
+        StorageError::Io {
+            path: path.into(),
+            err,
+        }
     }
 }
 

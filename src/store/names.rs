@@ -12,7 +12,9 @@ pub fn is_safe_component(name: &str, max: usize) -> bool {
     !name.is_empty()
         && name.len() <= max
         && !name.starts_with('.')
-        && name.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'/' && b != b'\\')
+        && name
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b'/' && b != b'\\')
 }
 
 pub fn is_rev_name(name: &str) -> bool {
@@ -30,7 +32,9 @@ mod tests {
 
     #[test]
     fn traversal_and_hidden_names_are_refused() {
-        for bad in ["", ".", "..", "../x", "a/b", ".tmp-x", "a\\b", "sp ace", "nul\0"] {
+        for bad in [
+            "", ".", "..", "../x", "a/b", ".tmp-x", "a\\b", "sp ace", "nul\0",
+        ] {
             assert!(!is_rev_name(bad), "{bad:?}");
         }
         assert!(!is_rev_name(&"a".repeat(65)));

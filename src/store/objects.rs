@@ -12,7 +12,10 @@ use super::durable;
 
 /// Is `name` a sha256 in lowercase hex, the only form object names take on disk?
 pub fn is_object_name(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    name.len() == 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Normalise a client-supplied object name (hex of either case) or refuse it.
@@ -42,7 +45,11 @@ pub enum UploadError {
 
 impl From<io::Error> for UploadError {
     fn from(e: io::Error) -> Self {
-        if is_no_space(&e) { UploadError::NoSpace } else { UploadError::Io(e) }
+        if is_no_space(&e) {
+            UploadError::NoSpace
+        } else {
+            UploadError::Io(e)
+        }
     }
 }
 
@@ -83,7 +90,10 @@ impl ObjectStore {
             }
             let meta = entry.metadata()?;
             if meta.is_file() {
-                out.push(ObjectInfo { sha256: name.to_string(), size: meta.len() });
+                out.push(ObjectInfo {
+                    sha256: name.to_string(),
+                    size: meta.len(),
+                });
             }
         }
         out.sort_by(|a, b| a.sha256.cmp(&b.sha256));
@@ -95,7 +105,14 @@ impl ObjectStore {
         let target = self.path(sha);
         let tmp = durable::temp_path_for(&target);
         let file = durable::create_temp(&tmp)?;
-        Ok(ObjectUpload { file: Some(file), tmp, target, expected: sha.to_string(), hasher: Sha256::new(), written: 0 })
+        Ok(ObjectUpload {
+            file: Some(file),
+            tmp,
+            target,
+            expected: sha.to_string(),
+            hasher: Sha256::new(),
+            written: 0,
+        })
     }
 }
 
@@ -177,14 +194,21 @@ mod tests {
             assert!(up.write(part).is_ok());
         }
         assert_eq!(up.finish().ok(), Some(25));
-        let listed: Vec<_> = s.list().unwrap_or_default().into_iter().map(|o| (o.sha256, o.size)).collect();
+        let listed: Vec<_> = s
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| (o.sha256, o.size))
+            .collect();
         assert_eq!(listed, vec![(HELLO_SHA.to_string(), 25)]);
     }
 
     #[test]
     fn bad_checksum_leaves_nothing_behind() {
         let s = store("bad");
-        let mut up = s.begin_upload(&"a".repeat(64)).unwrap_or_else(|e| panic!("{e}"));
+        let mut up = s
+            .begin_upload(&"a".repeat(64))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(up.write(b"checksum mismatch payload\n").is_ok());
         assert!(matches!(up.finish(), Err(UploadError::BadChecksum)));
         assert_eq!(fs::read_dir(s.dir()).map(|r| r.count()).unwrap_or(9), 0);

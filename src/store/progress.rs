@@ -17,7 +17,13 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(status: &str, msg: &str, progress: u8) -> Progress {
-        Progress { status: status.to_string(), status_msg: msg.to_string(), progress, retries: 0, logs: None }
+        Progress {
+            status: status.to_string(),
+            status_msg: msg.to_string(),
+            progress,
+            retries: 0,
+            logs: None,
+        }
     }
 
     pub fn factory() -> Progress {

@@ -70,7 +70,11 @@ impl Trails {
 
     /// Map a client's rev (which may be `current`) to a stored revision name.
     pub fn resolve(&self, rev: &str) -> Option<String> {
-        let rev = if rev == "current" { self.current()? } else { rev.to_string() };
+        let rev = if rev == "current" {
+            self.current()?
+        } else {
+            rev.to_string()
+        };
         self.exists(&rev).then_some(rev)
     }
 
@@ -163,7 +167,9 @@ impl Trails {
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
                     .unwrap_or_default();
                 let progress = read_small(&self.progress_path(rev), MAX_EMBEDDED_PROGRESS)
-                    .filter(|b| serde_json::from_slice::<serde_json::Value>(b).is_ok_and(|v| v.is_object()))
+                    .filter(|b| {
+                        serde_json::from_slice::<serde_json::Value>(b).is_ok_and(|v| v.is_object())
+                    })
                     .map(|b| String::from_utf8_lossy(&b).trim().to_string())
                     .unwrap_or_else(|| "{}".to_string());
                 format!(
@@ -199,7 +205,11 @@ fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
 
 fn sorted_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
@@ -272,22 +282,28 @@ mod tests {
         assert_eq!(t.list(), vec!["0", "1", "locals/a", "locals/b"]);
         let steps = t.steps_json();
         assert!(steps.starts_with(r#"[{"name":"0", "date":""#), "{steps}");
-        assert!(steps.contains(r#", "commitmsg":"", "progress":{"status":"NEW""#), "{steps}");
+        assert!(
+            steps.contains(r#", "commitmsg":"", "progress":{"status":"NEW""#),
+            "{steps}"
+        );
     }
 
     #[test]
     fn reinstall_replaces_state_in_place() {
         let t = trails("reinstall");
         let p = Progress::new("NEW", "Update ready to be run", 0);
-        t.install("locals/x", b"{\"a\":1}", &p).unwrap_or_else(|e| panic!("{e}"));
-        t.install("locals/x", b"{\"a\":2}", &p).unwrap_or_else(|e| panic!("{e}"));
+        t.install("locals/x", b"{\"a\":1}", &p)
+            .unwrap_or_else(|e| panic!("{e}"));
+        t.install("locals/x", b"{\"a\":2}", &p)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.read_state("locals/x").unwrap_or_default(), b"{\"a\":2}");
     }
 
     #[test]
     fn current_resolves_through_the_symlink() {
         let t = trails("current");
-        t.install("0", b"{}", &Progress::factory()).unwrap_or_else(|e| panic!("{e}"));
+        t.install("0", b"{}", &Progress::factory())
+            .unwrap_or_else(|e| panic!("{e}"));
         t.set_current("0").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.resolve("current").as_deref(), Some("0"));
         assert_eq!(t.resolve("locals/none"), None);
@@ -296,7 +312,8 @@ mod tests {
     #[test]
     fn corrupt_progress_is_shown_as_empty_object() {
         let t = trails("corrupt");
-        t.install("0", b"{}", &Progress::factory()).unwrap_or_else(|e| panic!("{e}"));
+        t.install("0", b"{}", &Progress::factory())
+            .unwrap_or_else(|e| panic!("{e}"));
         fs::write(t.progress_path("0"), b"{not json").unwrap_or_else(|e| panic!("{e}"));
         assert!(t.steps_json().ends_with(r#""progress":{}}]"#));
     }
