@@ -26,6 +26,8 @@ bench:
 fuzz-smoke:
 	bash fuzz/smoke.sh 60
 
+include board-configs/cross.mk
+
 clean:
 	$(CARGO) clean
 	rm -rf $(DEMO)

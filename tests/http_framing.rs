@@ -405,3 +405,48 @@ fn a_client_that_does_not_read_does_not_stall_others() {
         d.status_kb("VmRSS:")
     );
 }
+
+#[test]
+fn a_client_queued_while_descriptors_ran_out_is_served_once_one_frees() {
+    let d = Daemon::start();
+    // The limit caps descriptor numbers: allow exactly the two lowest free numbers.
+    let used: Vec<usize> = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let free: Vec<usize> = (0..).filter(|n| !used.contains(n)).take(2).collect();
+    let limit = free[1] + 1;
+    let ok = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", d.pid()))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: prlimit is not available to lower the daemon's descriptor limit");
+        return;
+    }
+    let first: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = d.connect();
+            send_request(&mut s, "GET", "/steps", b"");
+            assert_eq!(read_reply(&mut s).status, 200);
+            s
+        })
+        .collect();
+    // The third client is queued in the backlog: the daemon cannot accept it yet.
+    let mut third = d.connect();
+    send_request(&mut third, "GET", "/steps", b"");
+    third
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert!(
+        third.read(&mut b).is_err(),
+        "answered although no descriptor was free"
+    );
+    drop(first);
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(read_reply(&mut third).status, 200);
+}

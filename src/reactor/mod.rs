@@ -37,6 +37,9 @@ pub type Reload = Box<dyn FnMut() -> Result<Config, String>>;
 enum Due {
     /// A connection, by slot and the generation that slot had when the deadline was set.
     Conn { slot: usize, generation: u64 },
+    /// Retry accepting after the process ran out of descriptors (the listener is edge
+    /// triggered: without a retry, clients already queued would wait for the next newcomer).
+    Accept,
 }
 
 struct Slot {
@@ -158,8 +161,10 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and friends: leave the rest in the backlog for the next round.
+                    // EMFILE and friends: leave the rest in the backlog and try again shortly.
                     log::warn!("ctrl: accept failed: {e}");
+                    self.deadlines
+                        .push(now + Duration::from_millis(100), Due::Accept);
                     return;
                 }
             };
@@ -275,16 +280,18 @@ impl Reactor {
                     let status = conn.on_timeout(now, &self.timeouts);
                     self.after(slot, status);
                 }
+                Due::Accept => self.accept_all(now),
             }
         }
         // Entries of closed connections linger until due; keep the heap proportional to what
         // is open even when clients come and go faster than the timeouts.
         if self.deadlines.len() > 2 * self.open + 64 {
             let slots = &self.slots;
-            self.deadlines.compact(|Due::Conn { slot, generation }| {
-                slots
+            self.deadlines.compact(|due| match due {
+                Due::Conn { slot, generation } => slots
                     .get(*slot)
-                    .is_some_and(|s| s.generation == *generation && s.conn.is_some())
+                    .is_some_and(|s| s.generation == *generation && s.conn.is_some()),
+                Due::Accept => true,
             });
         }
     }

@@ -1,0 +1,1 @@
+# Cross builds, size budget and board targets (see board-configs/README.md).
