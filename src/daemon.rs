@@ -21,6 +21,8 @@ fn load_config(opts: &DaemonOpts) -> Result<Config, String> {
 }
 
 pub fn run(opts: DaemonOpts) -> ExitCode {
+    // The logger first, so warnings about the config file itself (unknown keys) are shown.
+    logger::init(3);
     let config = match load_config(&opts) {
         Ok(c) => c,
         Err(e) => {
@@ -28,7 +30,7 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    logger::init(config.log_level().max(3));
+    logger::set_level(config.log_level().max(3));
     let storage_dir = config.storage_dir();
     let storage = match Storage::open(&storage_dir, opts.factory.as_deref()) {
         Ok(s) => s,
@@ -41,7 +43,6 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     if let Err(e) = logger::log_to_file(storage_dir.join("logs/tern.log"), log_cap) {
         log::warn!("daemon: logging to stderr only: {e}");
     }
-    logger::set_level(config.log_level().max(3));
     let socket = config.rundir().join("pv-ctrl");
     let listener = match bind_control_socket(&socket) {
         Ok(l) => l,
