@@ -69,15 +69,19 @@ pub fn commit_temp(tmp: &Path, target: &Path) -> io::Result<()> {
     fsync_dir(parent_of(target))
 }
 
-/// Atomically and durably point the symlink `link` at `dest`.
+/// Atomically and durably point the symlink `link` at `dest`. A symlink cannot be fsynced
+/// itself; syncing its directory after creating it is what makes it (and its target text)
+/// durable before the rename publishes it.
 pub fn replace_symlink(dest: &str, link: &Path) -> io::Result<()> {
     let tmp = temp_path_for(link);
+    let dir = parent_of(link);
     std::os::unix::fs::symlink(dest, &tmp)?;
-    if let Err(e) = fs::rename(&tmp, link) {
+    let swapped = fsync_dir(dir).and_then(|()| fs::rename(&tmp, link));
+    if let Err(e) = swapped {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    fsync_dir(parent_of(link))
+    fsync_dir(dir)
 }
 
 /// Create a directory (and parents) and make its entry durable in its parent.
