@@ -8,6 +8,8 @@ Usage: tern <command> [options]
 
 Commands:
   daemon      run the supervisor in the foreground (until SIGTERM or SIGINT)
+  ctl         talk to a running daemon, pvcontrol style ('tern ctl --help');
+              the binary called as 'pvcontrol' behaves as 'tern ctl'
 
 Options:
   -h, --help     print this help
@@ -47,6 +49,8 @@ pub enum Command {
     Version,
     DaemonHelp,
     Daemon(DaemonOpts),
+    /// `tern ctl ARGS…`: the control client.
+    Ctl(Vec<String>),
 }
 
 /// Parse argv (without argv[0]). Err is a message for stderr (exit code 2).
@@ -56,6 +60,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         Some("-h" | "--help" | "help") => Ok(Command::Help),
         Some("-V" | "--version" | "version") => Ok(Command::Version),
         Some("daemon") => parse_daemon(&args[1..]),
+        Some("ctl") => Ok(Command::Ctl(args[1..].to_vec())),
         Some(other) => Err(format!("unknown command '{other}'\n\n{USAGE}")),
     }
 }

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod http;
 pub mod logger;

@@ -10,7 +10,15 @@ fn main() -> ExitCode {
         eprintln!("tern: cannot block signals: {e}");
         return ExitCode::from(1);
     }
+    let argv0 = std::env::args().next().unwrap_or_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Installed as (or linked to) `pvcontrol`, the binary is the control client.
+    if std::path::Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n == "pvcontrol")
+    {
+        return tern::ctl::run(&args);
+    }
     match cli::parse(&args) {
         Ok(Command::Help) => {
             print!("{}", cli::USAGE);
@@ -29,6 +37,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Daemon(opts)) => tern::daemon::run(opts),
+        Ok(Command::Ctl(args)) => tern::ctl::run(&args),
         Err(msg) => {
             eprintln!("tern: {msg}");
             ExitCode::from(2)
