@@ -3,6 +3,7 @@
 //! the body goes (or answers at once), [`Api::complete`] gets the received body and answers.
 //! Handlers are plain functions of (state, request) → response; they never see a socket.
 
+mod caller;
 mod error;
 mod info;
 mod meta;
@@ -13,6 +14,7 @@ mod steps;
 
 use std::time::Instant;
 
+pub use caller::{Owner, owner_from_cgroup};
 pub use error::ApiError;
 pub use route::{MetaKind, Route, route};
 pub use sink::{Sink, SinkError};
