@@ -24,10 +24,10 @@ pub fn owner_from_cgroup(text: &str) -> Owner {
             continue;
         };
         let named_v1 = matches!(controllers, "name=tern" | "name=pantavisor");
-        if controllers.is_empty() || named_v1 {
-            if let Some(name) = container_in_path(path, named_v1) {
-                return Owner::Container(name);
-            }
+        if (controllers.is_empty() || named_v1)
+            && let Some(name) = container_in_path(path, named_v1)
+        {
+            return Owner::Container(name);
         }
     }
     Owner::Host
