@@ -409,22 +409,6 @@ fn a_client_that_does_not_read_does_not_stall_others() {
 #[test]
 fn a_client_queued_while_descriptors_ran_out_is_served_once_one_frees() {
     let d = Daemon::start();
-    // The limit caps descriptor numbers: allow exactly the two lowest free numbers.
-    let used: Vec<usize> = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    let free: Vec<usize> = (0..).filter(|n| !used.contains(n)).take(2).collect();
-    let limit = free[1] + 1;
-    let ok = std::process::Command::new("prlimit")
-        .arg(format!("--pid={}", d.pid()))
-        .arg(format!("--nofile={limit}:{limit}"))
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: prlimit is not available to lower the daemon's descriptor limit");
-        return;
-    }
     let first: Vec<_> = (0..2)
         .map(|_| {
             let mut s = d.connect();
@@ -433,6 +417,24 @@ fn a_client_queued_while_descriptors_ran_out_is_served_once_one_frees() {
             s
         })
         .collect();
+    // Let the daemon see every earlier client hang up, so its descriptor table is settled.
+    assert_eq!(d.get("/steps").status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    // RLIMIT_NOFILE caps descriptor numbers: allow none beyond the lowest free one.
+    let used: Vec<usize> = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let lowest_free = (0..).find(|n| !used.contains(n)).unwrap();
+    let ok = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", d.pid()))
+        .arg(format!("--nofile={lowest_free}:{lowest_free}"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: prlimit is not available to lower the daemon's descriptor limit");
+        return;
+    }
     // The third client is queued in the backlog: the daemon cannot accept it yet.
     let mut third = d.connect();
     send_request(&mut third, "GET", "/steps", b"");

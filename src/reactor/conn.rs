@@ -220,7 +220,7 @@ impl Conn {
     }
 
     fn read_some(&mut self, now: Instant) -> io::Result<bool> {
-        let mut buf = [0u8; 16 * 1024];
+        let mut buf = [0u8; 64 * 1024];
         let room = if self.linger.is_some() {
             buf.len()
         } else {
@@ -277,15 +277,20 @@ impl Conn {
         }
     }
 
-    /// Put the next piece of a streamed file into `out`. Ok(false) when there is none.
+    /// Put the next piece of a streamed file into `out` (which is empty: refills happen only
+    /// once everything before was written). Ok(false) when there is none.
     fn refill_from_file(&mut self) -> io::Result<bool> {
         let Some((file, chunked)) = self.streaming.as_mut() else {
             return Ok(false);
         };
         let chunked = *chunked;
-        let mut piece = vec![0u8; FILE_PIECE];
-        let n = file.read(&mut piece)?;
+        // Room for the chunk-size line in front, so the piece is read in place, not copied.
+        const SIZE_LINE: usize = 10;
+        self.out.resize(SIZE_LINE + FILE_PIECE, 0);
+        let n = file.read(&mut self.out[SIZE_LINE..])?;
+        self.out.truncate(SIZE_LINE + n);
         if n == 0 {
+            self.out.clear();
             if chunked {
                 self.out.extend_from_slice(b"0\r\n\r\n");
             }
@@ -293,11 +298,13 @@ impl Conn {
             return Ok(chunked);
         }
         if chunked {
-            self.out.extend_from_slice(format!("{n:x}\r\n").as_bytes());
-            self.out.extend_from_slice(&piece[..n]);
+            let line = format!("{n:x}\r\n");
+            let start = SIZE_LINE - line.len();
+            self.out[start..SIZE_LINE].copy_from_slice(line.as_bytes());
             self.out.extend_from_slice(b"\r\n");
+            self.out_pos = start;
         } else {
-            self.out.extend_from_slice(&piece[..n]);
+            self.out_pos = SIZE_LINE;
         }
         Ok(true)
     }
