@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod http;
 pub mod logger;
 pub mod reactor;
+pub mod runtime;
 pub mod spec;
 pub mod store;
 pub mod sysinfo;
