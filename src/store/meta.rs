@@ -105,8 +105,10 @@ pub fn render_meta<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Strin
         }
         out.push_str(&serde_json::Value::from(k).to_string());
         out.push(':');
+        // Embedded as written (already valid JSON), keeping the writer's key order, which a
+        // round trip through serde_json's sorted map would lose.
         match serde_json::from_str::<serde_json::Value>(v) {
-            Ok(j) if j.is_object() || j.is_array() => out.push_str(&j.to_string()),
+            Ok(j) if j.is_object() || j.is_array() => out.push_str(v.trim()),
             _ => out.push_str(&serde_json::Value::from(v).to_string()),
         }
     }
