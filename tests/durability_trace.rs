@@ -74,7 +74,8 @@ fn request(socket: &Path, method: &str, path: &str, body: &[u8]) -> u16 {
 
 /// One syscall line of `strace -f -qq`: `PID name(args) = ret`.
 fn parse_line(line: &str) -> Option<(&str, &str, &str)> {
-    let (_, rest) = line.split_once(' ')?;
+    // strace pads the pid column: `4216  write(…)` as well as `14129 write(…)`.
+    let rest = line.split_once(' ')?.1.trim_start();
     let open = rest.find('(')?;
     let eq = rest.rfind(" = ")?;
     let close = rest[..eq].rfind(')')?;
