@@ -1,0 +1,302 @@
+//! The containers and groups of one running revision, driven together: routes each
+//! [`Event`] to its container's machine, then releases groups in order (feeding
+//! `GroupsBefore` to waiting containers) and keeps group and revision status, logging each
+//! change. It owns no file descriptor and reads no clock; `now` comes with every event.
+
+use std::time::Duration;
+use std::time::Instant;
+
+use log::Level;
+
+use super::api::{self, Refusal};
+use super::container::{self, Config, Container, Ctx, DEFAULT_STOP_GRACE, Input};
+use super::group::{self, GoalState, Member};
+use super::{Action, ApiAction, Event, Status, json};
+use crate::spec::{Group, State};
+
+/// Knobs from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Grace between SIGTERM and SIGKILL of a stop (Pantavisor: 5 s).
+    pub stop_grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            stop_grace: DEFAULT_STOP_GRACE,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    containers: Vec<Container>,
+    /// Group index of each container.
+    group_of: Vec<usize>,
+    groups: Vec<Group>,
+    group_status: Vec<Status>,
+    revision: Option<Status>,
+    updating: bool,
+    running: bool,
+}
+
+impl Supervisor {
+    /// The machines of `state`, all INSTALLED; nothing starts before [`Event::Start`].
+    pub fn new(state: &State, opts: Options) -> Supervisor {
+        let mut containers = Vec::with_capacity(state.containers.len());
+        let mut group_of = Vec::with_capacity(state.containers.len());
+        for c in &state.containers {
+            let gi = state
+                .groups
+                .iter()
+                .position(|g| g.name == c.group)
+                .unwrap_or(0);
+            let timeout = state.groups.get(gi).map_or(0, |g| g.timeout);
+            group_of.push(gi);
+            containers.push(Container::new(Config {
+                name: c.name.clone(),
+                group: c.group.clone(),
+                goal: c.status_goal,
+                restart_policy: c.restart_policy,
+                mgmt: c.mgmt,
+                recovery: c.auto_recovery,
+                goal_timeout: Duration::from_secs(u64::from(timeout)),
+                stop_grace: opts.stop_grace,
+            }));
+        }
+        let mut s = Supervisor {
+            containers,
+            group_of,
+            groups: state.groups.clone(),
+            group_status: Vec::new(),
+            revision: None,
+            updating: false,
+            running: false,
+        };
+        s.group_status = (0..s.groups.len())
+            .map(|g| group::group_status(&s.members(g)))
+            .collect();
+        s
+    }
+
+    /// Whether an update is INPROGRESS or TESTING (fatal failures then roll back).
+    pub fn set_updating(&mut self, updating: bool) {
+        self.updating = updating;
+    }
+
+    pub fn containers(&self) -> &[Container] {
+        &self.containers
+    }
+
+    pub fn container(&self, name: &str) -> Option<&Container> {
+        self.containers.iter().find(|c| c.name() == name)
+    }
+
+    /// Groups in start order with their current status.
+    pub fn groups(&self) -> impl Iterator<Item = (&Group, Status)> {
+        self.groups.iter().zip(self.group_status.iter().copied())
+    }
+
+    /// The `GET /containers` body.
+    pub fn containers_json(&self) -> String {
+        json::containers_json(&self.containers)
+    }
+
+    /// The `GET /groups` body.
+    pub fn groups_json(&self) -> String {
+        json::groups_json(self.groups())
+    }
+
+    pub fn revision_status(&self) -> Status {
+        group::revision_status(&self.group_status)
+    }
+
+    /// ACHIEVED once every container reached its goal; TIMEDOUT if one timed out (an
+    /// update then fails with "Status goal not reached").
+    pub fn revision_goal(&self) -> GoalState {
+        let goals: Vec<GoalState> = (0..self.groups.len())
+            .map(|g| group::group_goal(&self.members(g)))
+            .collect();
+        group::revision_goal(&goals)
+    }
+
+    /// Whether a TESTING commit must still wait for a container to become stable.
+    pub fn stability_pending(&self) -> bool {
+        self.containers.iter().any(|c| {
+            super::recovery::stability_pending(&c.cfg.recovery, &c.tracker, c.user_stopped)
+        })
+    }
+
+    /// Feed one event.
+    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Start => self.running = true,
+            Event::Mounted { container } => self.route(&container, Input::Mounted, now, &mut out),
+            Event::MountFailed { container, error } => {
+                self.route(&container, Input::MountFailed { error }, now, &mut out)
+            }
+            Event::Spawned { container, pid } => {
+                self.route(&container, Input::Spawned { pid }, now, &mut out)
+            }
+            Event::SpawnFailed { container, error } => {
+                self.route(&container, Input::SpawnFailed { error }, now, &mut out)
+            }
+            Event::ChildExited { pid, status } => {
+                match self.containers.iter().position(|c| c.pid == Some(pid)) {
+                    Some(i) => self.step(i, Input::Exited { status }, now, &mut out),
+                    None => out.push(Action::Log {
+                        level: Level::Debug,
+                        line: format!("supervisor: pid {pid} ({status}) is no container's init"),
+                    }),
+                }
+            }
+            Event::Timer { container, kind } => {
+                self.route(&container, Input::Timer { kind }, now, &mut out)
+            }
+            Event::StopAll => {
+                self.running = false;
+                for i in 0..self.containers.len() {
+                    self.step(i, Input::Stop, now, &mut out);
+                }
+            }
+        }
+        self.settle(now, &mut out);
+        out
+    }
+
+    /// `PUT /containers/{name}` with `body`, after the caller was found to be mgmt.
+    pub fn api(&mut self, name: &str, body: &[u8], now: Instant) -> Result<Vec<Action>, Refusal> {
+        let i = self.index(name).ok_or(api::NOT_FOUND)?;
+        let c = &self.containers[i];
+        let input = match api::api_request(c.status, c.cfg.restart_policy, body)? {
+            ApiAction::Start => Input::ApiStart,
+            ApiAction::Stop => Input::ApiStop,
+            ApiAction::Restart => Input::ApiRestart,
+        };
+        let mut out = Vec::new();
+        self.step(i, input, now, &mut out);
+        self.settle(now, &mut out);
+        Ok(out)
+    }
+
+    /// `POST /signal {"type":"ready"}` from container `name`.
+    pub fn ready(&mut self, name: &str, now: Instant) -> Result<Vec<Action>, Refusal> {
+        let i = self.index(name).ok_or(api::SIGNAL_NOT_EXPECTED)?;
+        api::ready_signal(self.containers[i].cfg.goal)?;
+        let mut out = Vec::new();
+        self.step(i, Input::ReadySignal, now, &mut out);
+        self.settle(now, &mut out);
+        Ok(out)
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.containers.iter().position(|c| c.name() == name)
+    }
+
+    fn route(&mut self, name: &str, input: Input, now: Instant, out: &mut Vec<Action>) {
+        match self.index(name) {
+            Some(i) => self.step(i, input, now, out),
+            None => out.push(Action::Log {
+                level: Level::Warn,
+                line: format!("supervisor: no container '{name}' for {input:?}"),
+            }),
+        }
+    }
+
+    fn step(&mut self, i: usize, input: Input, now: Instant, out: &mut Vec<Action>) {
+        let ctx = Ctx {
+            updating: self.updating,
+        };
+        if let Some(c) = self.containers.get_mut(i) {
+            out.extend(container::step_in_place(c, input, ctx, now));
+        }
+    }
+
+    fn members(&self, g: usize) -> Vec<Member> {
+        self.containers
+            .iter()
+            .zip(&self.group_of)
+            .filter(|(_, gi)| **gi == g)
+            .map(|(c, _)| Member {
+                status: c.status,
+                goal: c.goal_status(),
+                timed_out: c.goal_timed_out,
+            })
+            .collect()
+    }
+
+    /// Release waiting containers whose earlier groups are done, until nothing moves; then
+    /// report group and revision status changes.
+    fn settle(&mut self, now: Instant, out: &mut Vec<Action>) {
+        for _ in 0..=self.containers.len() + 1 {
+            if !self.running {
+                break;
+            }
+            let goals: Vec<GoalState> = (0..self.groups.len())
+                .map(|g| group::group_goal(&self.members(g)))
+                .collect();
+            let mut moved = false;
+            for i in 0..self.containers.len() {
+                let c = &self.containers[i];
+                let waiting =
+                    matches!(c.status, Status::Installed | Status::Blocked) && !c.mounting;
+                if !waiting {
+                    continue;
+                }
+                let achieved = group::gate_open(&goals, self.group_of[i]);
+                if c.status == Status::Blocked && !achieved {
+                    continue;
+                }
+                let before = (c.status, c.mounting);
+                self.step(i, Input::GroupsBefore { achieved }, now, out);
+                let c = &self.containers[i];
+                moved |= before != (c.status, c.mounting);
+            }
+            if !moved {
+                break;
+            }
+        }
+        self.report(out);
+    }
+
+    fn report(&mut self, out: &mut Vec<Action>) {
+        for g in 0..self.groups.len() {
+            let new = group::group_status(&self.members(g));
+            let old = self.group_status[g];
+            if new != old {
+                let why = if new == Status::Ready {
+                    "every member reached its goal"
+                } else {
+                    "lowest member short of its goal"
+                };
+                out.push(Action::Log {
+                    level: Level::Info,
+                    line: format!("group {}: {old} -> {new} ({why})", self.groups[g].name),
+                });
+                self.group_status[g] = new;
+            }
+        }
+        if !self.running && self.revision.is_none() {
+            return;
+        }
+        let new = self.revision_status();
+        if self.revision != Some(new) {
+            let line = match self.revision {
+                Some(old) => format!("revision: {old} -> {new} (lowest group status)"),
+                None => format!("revision: status {new} (first evaluation)"),
+            };
+            out.push(Action::Log {
+                level: Level::Info,
+                line,
+            });
+            out.push(Action::RevisionStatus { status: new });
+            self.revision = Some(new);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "supervisor_tests.rs"]
+mod tests;
