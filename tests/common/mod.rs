@@ -349,3 +349,163 @@ pub fn is_closed(s: &mut UnixStream) -> bool {
     let mut b = [0u8; 1];
     matches!(s.read(&mut b), Ok(0) | Err(_))
 }
+
+// ---- Helpers for the endpoint, CLI and crash-safety suites (appended) ----
+
+/// The state JSON of an empty device (what a fresh storage's revision 0 holds).
+pub const EMPTY_STATE: &str = r##"{"#spec":"pantavisor-service-system@1"}"##;
+
+/// Entry names in `dir`, sorted; empty when the directory does not exist.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Entry names in `dir` that are store temp files or directories (`.tmp-*`).
+pub fn temp_names(dir: &Path) -> Vec<String> {
+    dir_names(dir)
+        .into_iter()
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect()
+}
+
+/// Poll `f` every 10 ms until it is true or `timeout` passes; returns its last answer.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A JSON object with its members in document order (serde_json's map sorts them).
+#[derive(Debug, Clone)]
+pub struct OrderedObject(pub Vec<(String, serde_json::Value)>);
+
+impl OrderedObject {
+    pub fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| k.as_str()).collect()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OrderedObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OrderedObject, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OrderedObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<OrderedObject, A::Error> {
+                let mut v = Vec::new();
+                while let Some(entry) = m.next_entry::<String, serde_json::Value>()? {
+                    v.push(entry);
+                }
+                Ok(OrderedObject(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Parse `text` as one JSON object, keeping its key order.
+pub fn ordered_object(text: &str) -> OrderedObject {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not a JSON object ({e}): {text}"))
+}
+
+/// Parse `text` as a JSON array of objects, keeping each object's key order.
+pub fn ordered_array(text: &str) -> Vec<OrderedObject> {
+    serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("not a JSON array of objects ({e}): {text}"))
+}
+
+/// `(value, modified)` of `key` in `GET /config2`.
+pub fn config2_entry(d: &Daemon, key: &str) -> (String, String) {
+    let all = d.get("/config2").json();
+    let e = all
+        .as_array()
+        .expect("config2 is an array")
+        .iter()
+        .find(|e| e["key"] == key)
+        .unwrap_or_else(|| panic!("{key} not in /config2"))
+        .clone();
+    (
+        e["value"].as_str().expect("string value").to_string(),
+        e["modified"].as_str().expect("string modified").to_string(),
+    )
+}
+
+/// Send `head` (complete, with its blank line), then `body` from a second thread ignoring
+/// write errors (the daemon may answer early and close), and read the one reply. Returns the
+/// reply and the stream, to check whether the daemon closed it.
+pub fn send_racing(d: &Daemon, head: &str, body: Vec<u8>) -> (Reply, UnixStream) {
+    let mut s = d.connect();
+    s.write_all(head.as_bytes()).expect("write head");
+    let mut w = s.try_clone().expect("clone stream");
+    let sender = std::thread::spawn(move || {
+        for piece in body.chunks(64 * 1024) {
+            if w.write_all(piece).is_err() {
+                return;
+            }
+        }
+    });
+    let r = read_reply(&mut s);
+    let _ = sender.join();
+    (r, s)
+}
+
+/// Run `tern ARGS…` to completion (stdin closed), with extra environment. Panics (after
+/// killing it) if it is still running after 20 s: these runs are expected to exit by themselves.
+pub fn run_tern(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(tern_bin());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn tern");
+    let exited = wait_for(Duration::from_secs(20), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("collect output");
+        panic!(
+            "tern {args:?} did not exit within 20 s; stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+/// True only when the daemon really closed the connection (EOF or reset) within 5 s; a read
+/// that times out means the connection is still open, unlike [`is_closed`].
+pub fn daemon_closed(s: &mut UnixStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut b = [0u8; 1];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
