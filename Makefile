@@ -9,12 +9,15 @@ all: build
 build:
 	$(CARGO) build --release
 
-# Start the daemon on a local demo storage; the socket lands in .demo/run/pv-ctrl.
+# Start the daemon on a local storage whose factory revision is the demo (two containers, see
+# board-configs/demo/build.sh); the socket lands in .demo/run/pv-ctrl.
 run: build
 	@mkdir -p $(DEMO)
+	bash board-configs/demo/build.sh $(DEMO)/revision target/release/tern
 	@echo "tern: control socket $(DEMO)/run/pv-ctrl"
-	@echo "try:  curl --unix-socket $(DEMO)/run/pv-ctrl http://localhost/steps"
-	./target/release/tern daemon --storage $(DEMO)/storage --rundir $(DEMO)/run --set PV_LOG_LEVEL=3
+	@echo "try:  curl --unix-socket $(DEMO)/run/pv-ctrl http://localhost/containers"
+	./target/release/tern daemon --storage $(DEMO)/storage --rundir $(DEMO)/run \
+		--factory $(DEMO)/revision/factory --set PV_LOG_LEVEL=3
 
 # Unit tests (pure parts) and end-to-end tests (the real binary on a temporary storage).
 test:

@@ -4,12 +4,75 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::api::Api;
+use crate::api::{Api, Running};
 use crate::cli::DaemonOpts;
 use crate::config::{Config, LoadOptions};
+use crate::engine::{Options, Supervisor};
 use crate::logger;
-use crate::reactor::{Reactor, bind_control_socket};
+use crate::reactor::{Exit, Fleet, Reactor, bind_control_socket};
+use crate::runtime::from_revision::Host;
+use crate::runtime::{ModeRequest, PvPaths};
+use crate::spec::{ParseOptions, parse_state_with};
 use crate::store::Storage;
+
+/// Exit code after the engine asked for a reboot and no reboot command is configured (a
+/// development host): the caller decides what a reboot means.
+pub const EXIT_REBOOT: u8 = 3;
+
+/// The revision to run: its state parsed and its machines built, all INSTALLED.
+fn load_revision(storage: &Storage, config: &Config, rev: &str) -> Result<Running, String> {
+    let bytes = storage
+        .trails
+        .read_state(rev)
+        .map_err(|e| format!("cannot read the state of revision {rev}: {e}"))?;
+    let opts = ParseOptions {
+        goals_timeout: u32::try_from(config.get_u64("PV_UPDATER_GOALS_TIMEOUT"))
+            .unwrap_or(u32::MAX),
+    };
+    let state = parse_state_with(&bytes, &opts)
+        .map_err(|e| format!("revision {rev}: state JSON has bad format: {e}"))?;
+    for w in &state.warnings {
+        log::warn!("revision {rev}: {w}");
+    }
+    let supervisor = Supervisor::new(
+        &state,
+        Options {
+            stop_grace: std::time::Duration::from_secs(config.get_u64("TERN_STOP_GRACE")),
+        },
+    );
+    Ok(Running {
+        rev: rev.to_string(),
+        state,
+        supervisor,
+    })
+}
+
+fn host_of(config: &Config, storage: &Storage, socket: &std::path::Path) -> Host {
+    let run_dir = config.rundir();
+    // Mount points the mgmt view binds over inside the read-only run dir.
+    for dir in ["logs", "user-meta", "device-meta"] {
+        if let Err(e) = std::fs::create_dir_all(run_dir.join(dir)) {
+            log::warn!("daemon: cannot create {}: {e}", run_dir.join(dir).display());
+        }
+    }
+    Host {
+        storage: storage.root().to_path_buf(),
+        objects: storage.root().join("objects"),
+        work_dir: run_dir.join("containers"),
+        paths: PvPaths {
+            control_socket: socket.to_path_buf(),
+            log_socket: None,
+            logs_dir: storage.root().join("logs"),
+            run_dir,
+        },
+        mode: match config.get("TERN_CONTAINER_MODE") {
+            Some("isolated") => ModeRequest::Isolated,
+            Some("process") => ModeRequest::Process,
+            _ => ModeRequest::Auto,
+        },
+        console_cap: config.get_u64("TERN_CONSOLE_MAXSIZE"),
+    }
+}
 
 fn load_config(opts: &DaemonOpts) -> Result<Config, String> {
     let load = LoadOptions {
@@ -52,10 +115,20 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
         }
     };
     let revision = storage.trails.current().unwrap_or_else(|| "0".into());
-    let api = Api::new(storage, config, Instant::now());
+    let fleet = Fleet::new(host_of(&config, &storage, &socket));
+    let running = match load_revision(&storage, &config, &revision) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            // Serve the API anyway, so the device can still be inspected and repaired.
+            log::error!("daemon: {e}; no container runs");
+            None
+        }
+    };
+    let mut api = Api::new(storage, config, Instant::now());
+    api.running = running;
     let reload_opts = opts.clone();
     let reload = Box::new(move || load_config(&reload_opts));
-    let mut reactor = match Reactor::new(listener, socket.clone(), api, reload) {
+    let mut reactor = match Reactor::new(listener, socket.clone(), api, reload, fleet) {
         Ok(r) => r,
         Err(e) => {
             log::error!("daemon: cannot start the loop: {e}");
@@ -67,14 +140,38 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         socket.display()
     );
+    reactor.start_revision();
     match reactor.run() {
-        Ok(()) => {
+        Ok(Exit::Signal) => {
             log::info!("daemon: stopped");
             ExitCode::SUCCESS
         }
+        Ok(Exit::Reboot(reason)) => reboot(&reason, reactor.config()),
         Err(e) => {
             log::error!("daemon: loop failed: {e}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Every container is down: flush the file systems, then reboot through the board's command,
+/// the kernel when Tern is PID 1, or else exit with [`EXIT_REBOOT`] for whoever started it.
+fn reboot(reason: &str, config: &Config) -> ExitCode {
+    nix::unistd::sync();
+    if let Some(cmd) = config.get("TERN_REBOOT_CMD").filter(|c| !c.is_empty()) {
+        log::error!("daemon: rebooting ({reason}) with: {cmd}");
+        match std::process::Command::new("/bin/sh").args(["-c", cmd]).status() {
+            Ok(s) if s.success() => return ExitCode::from(EXIT_REBOOT),
+            Ok(s) => log::error!("daemon: reboot command failed: {s}"),
+            Err(e) => log::error!("daemon: reboot command failed: {e}"),
+        }
+    } else if std::process::id() == 1 {
+        log::error!("daemon: rebooting ({reason})");
+        // Only returns on failure.
+        let Err(e) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+        log::error!("daemon: reboot failed: {e}");
+    } else {
+        log::error!("daemon: reboot requested ({reason}); exiting with code {EXIT_REBOOT}");
+    }
+    ExitCode::from(EXIT_REBOOT)
 }

@@ -1,10 +1,17 @@
 //! Who is calling: the peer's pid (SO_PEERCRED) mapped to a container through its cgroup, as
-//! Pantavisor does. Parsing `/proc/<pid>/cgroup` is pure and tested here; reading the file is
-//! the caller's business.
+//! Pantavisor does, or, for process-mode containers that have no cgroup of their own, through
+//! its ancestry up to a container's init. Parsing `/proc` text is pure and tested here;
+//! [`identify`] reads the two small files.
+
+use std::fs;
+
+/// How many parents [`identify`] climbs before calling the peer the host's.
+const MAX_ANCESTRY: usize = 32;
 
 /// What a peer's cgroup says about it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Owner {
+    #[default]
     /// The host (or the supervisor's own context): Pantavisor's `_pv_`.
     Host,
     /// A container, by name.
@@ -31,6 +38,40 @@ pub fn owner_from_cgroup(text: &str) -> Owner {
         }
     }
     Owner::Host
+}
+
+/// The container `pid` belongs to: its cgroup's, else that of the nearest ancestor that is
+/// a container's init (`init_of` maps a pid to the container it is the init of).
+pub fn identify(pid: i32, init_of: impl Fn(i32) -> Option<String>) -> Owner {
+    if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        && let Owner::Container(name) = owner_from_cgroup(&text)
+    {
+        return Owner::Container(name);
+    }
+    let mut p = pid;
+    for _ in 0..MAX_ANCESTRY {
+        if p <= 1 {
+            break;
+        }
+        if let Some(name) = init_of(p) {
+            return Owner::Container(name);
+        }
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+            break;
+        };
+        let Some(parent) = ppid_from_stat(&stat) else {
+            break;
+        };
+        p = parent;
+    }
+    Owner::Host
+}
+
+/// The parent pid in the text of `/proc/<pid>/stat`: the second field after the `)` that
+/// closes the command name (which may itself hold spaces and parentheses).
+pub fn ppid_from_stat(text: &str) -> Option<i32> {
+    let rest = &text[text.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn container_in_path(path: &str, named_v1: bool) -> Option<String> {
@@ -86,6 +127,25 @@ mod tests {
         let pv = "3:name=pantavisor:/lxc/pvr-sdk\n";
         assert_eq!(owner_from_cgroup(pv), Owner::Container("pvr-sdk".into()));
         assert_eq!(owner_from_cgroup("1:name=tern:/\n"), Owner::Host);
+    }
+
+    #[test]
+    fn parent_pid_is_read_past_odd_command_names() {
+        assert_eq!(ppid_from_stat("42 (sh) S 7 42 42 0"), Some(7));
+        assert_eq!(ppid_from_stat("42 (a) b (c)) R 9 1 1"), Some(9));
+        assert_eq!(ppid_from_stat("42 (sh"), None);
+        assert_eq!(ppid_from_stat(""), None);
+    }
+
+    #[test]
+    fn own_process_is_found_through_its_ancestry() {
+        let me = std::process::id() as i32;
+        let parent = nix::unistd::getppid().as_raw();
+        assert_eq!(
+            identify(me, |p| (p == parent).then(|| "box".to_string())),
+            Owner::Container("box".into())
+        );
+        assert_eq!(identify(me, |_| None), Owner::Host);
     }
 
     #[test]

@@ -36,8 +36,14 @@ fn own_device_meta(api: &Api) -> Vec<(&'static str, String)> {
     };
     let reserved = api.config.get_u64("PV_STORAGE_GC_RESERVED");
     vec![
-        // No containers are supervised yet, so the revision's goals are trivially reached.
-        ("pantavisor.status", "READY".into()),
+        // The lowest group status; a revision with no containers is READY at once.
+        (
+            "pantavisor.status",
+            api.running
+                .as_ref()
+                .map_or("READY", |r| r.supervisor.revision_status().as_str())
+                .into(),
+        ),
         ("pantahub.claimed", "0".into()),
         ("pantahub.online", "0".into()),
         ("pantavisor.mode", mode.into()),

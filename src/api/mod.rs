@@ -4,6 +4,7 @@
 //! Handlers are plain functions of (state, request) → response; they never see a socket.
 
 mod caller;
+mod containers;
 mod error;
 mod info;
 mod meta;
@@ -14,13 +15,15 @@ mod steps;
 
 use std::time::Instant;
 
-pub use caller::{Owner, owner_from_cgroup};
+pub use caller::{Owner, identify, owner_from_cgroup};
 pub use error::ApiError;
 pub use route::{MetaKind, Route, route};
 pub use sink::{Sink, SinkError};
 
 use crate::config::Config;
+use crate::engine::{Action, Supervisor};
 use crate::http::{RequestHead, Response};
+use crate::spec::State;
 use crate::store::Storage;
 
 /// Largest state JSON accepted by `PUT /steps/locals/X`.
@@ -32,11 +35,19 @@ pub const MAX_COMMITMSG_BYTES: usize = 256;
 /// Bodies sent to endpoints that take none are read and dropped up to this size.
 pub const MAX_IGNORED_BODY: usize = 4096;
 
-/// Who is calling, from the socket's peer credentials.
-#[derive(Clone, Copy, Debug, Default)]
+/// Who is calling, from the socket's peer credentials, resolved once when it connects.
+#[derive(Clone, Debug, Default)]
 pub struct Caller {
     pub pid: Option<i32>,
     pub uid: Option<u32>,
+    pub owner: Owner,
+}
+
+/// The revision being run: its parsed state and the machines of its containers.
+pub struct Running {
+    pub rev: String,
+    pub state: State,
+    pub supervisor: Supervisor,
 }
 
 /// What to do with a request once its head is known.
@@ -51,6 +62,10 @@ pub struct Api {
     pub storage: Storage,
     pub config: Config,
     pub started: Instant,
+    /// `None` until the current revision is loaded (or when it could not be).
+    pub running: Option<Running>,
+    /// What handlers asked the engine to do; the reactor drains it after every request.
+    pub actions: Vec<Action>,
 }
 
 impl Api {
@@ -59,11 +74,27 @@ impl Api {
             storage,
             config,
             started,
+            running: None,
+            actions: Vec::new(),
         }
     }
 
+    /// Who a peer is: the host, or a container of the running revision.
+    pub fn identify(&self, pid: i32) -> Owner {
+        let Some(run) = &self.running else {
+            return caller::identify(pid, |_| None);
+        };
+        caller::identify(pid, |p| {
+            run.supervisor
+                .containers()
+                .iter()
+                .find(|c| c.pid == Some(p))
+                .map(|c| c.name().to_string())
+        })
+    }
+
     /// Decide, from the head alone, how to handle a request.
-    pub fn begin(&mut self, head: &RequestHead, _caller: &Caller) -> Plan {
+    pub fn begin(&mut self, head: &RequestHead, caller: &Caller) -> Plan {
         if let Err(e) = check_host(head) {
             return Plan::Respond(e.into_response().closing());
         }
@@ -71,6 +102,11 @@ impl Api {
             Ok(r) => r,
             Err(e) => return Plan::Respond(e.into()),
         };
+        if route.needs_mgmt()
+            && let Err(e) = containers::check_mgmt(self, &caller.owner)
+        {
+            return Plan::Respond(e.into());
+        }
         let declared = match head.framing {
             crate::http::BodyFraming::Length(n) => Some(n),
             _ => None,
@@ -79,7 +115,8 @@ impl Api {
             Route::ObjectPut(sha) => objects::plan_put(self, sha, declared),
             Route::StepPut(_) => steps::plan_put(self, declared),
             Route::CommitMsgPut(_) => Ok(Sink::memory(MAX_COMMITMSG_BYTES)),
-            Route::MetaPut(..) => Ok(Sink::memory(MAX_META_BYTES)),
+            Route::MetaPut(..) | Route::Signal => Ok(Sink::memory(MAX_META_BYTES)),
+            Route::ContainerPut(_) => Ok(Sink::memory(containers::MAX_ACTION_BYTES)),
             _ => Ok(Sink::memory(MAX_IGNORED_BODY)),
         };
         match sink {
@@ -96,7 +133,7 @@ impl Api {
     }
 
     /// The body arrived whole: handle the request.
-    pub fn complete(&mut self, route: Route, sink: Sink, _caller: &Caller) -> Response {
+    pub fn complete(&mut self, route: Route, sink: Sink, caller: &Caller) -> Response {
         let result = match route {
             Route::ObjectsList => objects::list(self),
             Route::ObjectGet(sha) => objects::get(self, &sha),
@@ -112,6 +149,10 @@ impl Api {
             Route::BuildInfo => Ok(info::buildinfo()),
             Route::Config => Ok(Response::json(200, self.config.config_json())),
             Route::Config2 => Ok(Response::json(200, self.config.config2_json())),
+            Route::ContainersList => containers::list(self),
+            Route::ContainerPut(name) => containers::put(self, &name, memory_body(&sink)),
+            Route::GroupsList => containers::groups(self),
+            Route::Signal => containers::signal(self, &caller.owner, memory_body(&sink)),
         };
         result.unwrap_or_else(ApiError::into_response)
     }

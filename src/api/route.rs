@@ -30,6 +30,17 @@ pub enum Route {
     BuildInfo,
     Config,
     Config2,
+    ContainersList,
+    ContainerPut(String),
+    GroupsList,
+    Signal,
+}
+
+impl Route {
+    /// Pantavisor lets non-mgmt containers call only `POST /signal`.
+    pub fn needs_mgmt(&self) -> bool {
+        !matches!(self, Route::Signal)
+    }
 }
 
 pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
@@ -84,6 +95,10 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         ["buildinfo"] => only(m, "GET", Route::BuildInfo),
         ["config"] => only(m, "GET", Route::Config),
         ["config2"] => only(m, "GET", Route::Config2),
+        ["containers"] => only(m, "GET", Route::ContainersList),
+        ["containers", name] => only(m, "PUT", Route::ContainerPut((*name).to_string())),
+        ["groups"] => only(m, "GET", Route::GroupsList),
+        ["signal"] => only(m, "POST", Route::Signal),
         _ => Err(unknown()),
     }
 }
@@ -160,6 +175,18 @@ mod tests {
             route("DELETE", "/user-meta/k"),
             Ok(Route::MetaDelete(MetaKind::User, "k".into()))
         );
+        assert_eq!(route("GET", "/containers"), Ok(Route::ContainersList));
+        assert_eq!(
+            route("PUT", "/containers/app"),
+            Ok(Route::ContainerPut("app".into()))
+        );
+        assert_eq!(route("GET", "/groups"), Ok(Route::GroupsList));
+        assert_eq!(route("POST", "/signal"), Ok(Route::Signal));
+        assert_eq!(
+            err("GET", "/signal"),
+            (400, "Method not supported for this endpoint".into())
+        );
+        assert!(Route::ContainersList.needs_mgmt() && !Route::Signal.needs_mgmt());
     }
 
     #[test]

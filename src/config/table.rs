@@ -16,6 +16,7 @@ const BOOTLOADERS: &[&str] = &["uboot", "uboot-pvk", "grub", "rpiab", "uboot-ab"
 const SECUREBOOT_MODES: &[&str] = &["disabled", "audit", "lenient", "strict"];
 /// System init modes, indexed by Pantavisor's number.
 const INIT_MODES: &[&str] = &["embedded", "standalone", "appengine"];
+const CONTAINER_MODES: &[&str] = &["auto", "isolated", "process"];
 /// Watchdog modes, indexed by Pantavisor's number.
 const WDT_MODES: &[&str] = &["disabled", "shutdown", "startup", "always"];
 
@@ -197,6 +198,9 @@ pub(crate) const KEYS: &[KeyDef] = &[
     string("TERN_LED_PATH", None, None),
     string("TERN_SSHD_CMD", None, None),
     int("TERN_LOG_MAXSIZE", None, "1048576", 4_096, INT_MAX),
+    one_of("TERN_CONTAINER_MODE", None, CONTAINER_MODES, "auto"),
+    int("TERN_STOP_GRACE", None, "5", 0, 3_600),
+    int("TERN_CONSOLE_MAXSIZE", None, "2097152", 4_096, INT_MAX),
 ];
 
 /// Further names Pantavisor accepts on input only (never printed).

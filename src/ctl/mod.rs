@@ -29,7 +29,8 @@ Usage: tern ctl [-s SOCKET] [-f OUTFILE] [-m COMMITMSG] [-v] COMMAND...
   objects ls | get SHA | put PATH SHA
   steps ls | get REV | show-progress REV | put PATH locals/NAME | install TARBALL [locals/NAME]
 
-The socket defaults to the first of /run/pantavisor/pv/pv-ctrl, /pv/pv-ctrl, /pantavisor/pv-ctrl.
+The socket is -s, else $TERN_CTRL_SOCKET, else the first of /run/pantavisor/pv/pv-ctrl,
+/pv/pv-ctrl, /pantavisor/pv-ctrl.
 Exit codes: 0 on 200; 75 on 503; 48 no disk space; 60 bad checksum; 2 usage; 255 otherwise.
 ";
 
@@ -242,6 +243,10 @@ pub fn exit_code(status: u16, body: &[u8]) -> u8 {
 fn find_socket(opts: &Options) -> PathBuf {
     if let Some(s) = &opts.socket {
         return s.clone();
+    }
+    // Set by the daemon for containers that run as plain processes (no /pantavisor view).
+    if let Some(s) = std::env::var_os("TERN_CTRL_SOCKET").filter(|s| !s.is_empty()) {
+        return PathBuf::from(s);
     }
     SOCKETS
         .iter()

@@ -6,7 +6,10 @@
 
 mod conn;
 mod deadlines;
+mod fleet;
 pub mod signals;
+
+pub use fleet::{Exit, Fleet};
 
 use std::io;
 use std::os::fd::AsFd;
@@ -21,6 +24,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
 use crate::api::{Api, Caller};
 use crate::config::Config;
+use crate::engine::{Action, Event, TimerKind};
+use fleet::{CONSOLE_BASE, Effects, FleetDue};
 use crate::http::{Limits, Response, Version};
 use conn::{Conn, Status, Timeouts};
 use deadlines::Deadlines;
@@ -40,6 +45,10 @@ enum Due {
     /// Retry accepting after the process ran out of descriptors (the listener is edge
     /// triggered: without a retry, clients already queued would wait for the next newcomer).
     Accept,
+    /// Something the container executor asked for.
+    Fleet(FleetDue),
+    /// Containers had their grace to stop on shutdown; kill what is left.
+    ShutdownGrace,
 }
 
 struct Slot {
@@ -60,6 +69,9 @@ pub struct Reactor {
     max_conns: usize,
     timeouts: Timeouts,
     reload: Reload,
+    fleet: Fleet,
+    /// The listener is closed and the loop ends once every container is down.
+    shutting_down: bool,
 }
 
 /// Bind the control socket at `path`. A stale socket file from a previous run is replaced, but
@@ -99,6 +111,7 @@ impl Reactor {
         socket_path: PathBuf,
         api: Api,
         reload: Reload,
+        fleet: Fleet,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let signals = signals::Signals::new().map_err(io::Error::from)?;
@@ -124,13 +137,67 @@ impl Reactor {
             max_conns,
             timeouts,
             reload,
+            fleet,
+            shutting_down: false,
         })
     }
 
-    /// Run until SIGTERM or SIGINT. Returns after a clean shutdown.
-    pub fn run(&mut self) -> io::Result<()> {
+    /// Start running the loaded revision's containers (call once, before [`Reactor::run`]).
+    pub fn start_revision(&mut self) {
+        self.feed(Event::Start, Instant::now());
+    }
+
+    /// Give `event` to the engine and carry out everything it leads to.
+    fn feed(&mut self, event: Event, now: Instant) {
+        let Some(run) = self.api.running.as_mut() else {
+            return;
+        };
+        let actions = run.supervisor.handle(event, now);
+        self.execute(actions, now);
+    }
+
+    /// Execute actions until the engine has nothing more to say (results of actions are
+    /// events, which produce more actions).
+    fn execute(&mut self, actions: Vec<Action>, now: Instant) {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            let Some(run) = self.api.running.as_mut() else {
+                return;
+            };
+            let mut fx = Effects::default();
+            self.fleet
+                .execute(action, run, self.poll.registry(), now, &mut fx);
+            for (at, due) in fx.deadlines {
+                self.deadlines.push(at, Due::Fleet(due));
+            }
+            for event in fx.events {
+                queue.extend(run.supervisor.handle(event, now));
+            }
+        }
+    }
+
+    /// Actions queued by API handlers (container start/stop, ready signal).
+    fn drain_api_actions(&mut self, now: Instant) {
+        if !self.api.actions.is_empty() {
+            let actions = std::mem::take(&mut self.api.actions);
+            self.execute(actions, now);
+        }
+    }
+
+    /// Run until SIGTERM or SIGINT (or a reboot request); returns once every container is
+    /// down.
+    pub fn run(&mut self) -> io::Result<Exit> {
         let mut events = Events::with_capacity(64);
         loop {
+            if let Some(exit) = self.fleet.exit.clone() {
+                if !self.shutting_down {
+                    self.begin_shutdown(Instant::now());
+                }
+                if self.fleet.is_empty() {
+                    self.finish_shutdown();
+                    return Ok(exit);
+                }
+            }
             let timeout = self.deadlines.timeout(Instant::now());
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -141,16 +208,44 @@ impl Reactor {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
-                    SIGNALS => {
-                        if self.handle_signals() {
-                            self.shutdown();
-                            return Ok(());
-                        }
-                    }
+                    SIGNALS => self.handle_signals(now),
+                    Token(t) if t >= CONSOLE_BASE => self.pump(t - CONSOLE_BASE, now),
                     Token(t) => self.drive(t - FIRST_CONN, now),
                 }
             }
             self.fire_deadlines(Instant::now());
+        }
+    }
+
+    fn pump(&mut self, container: usize, now: Instant) {
+        let mut fx = Effects::default();
+        self.fleet
+            .pump(container, self.poll.registry(), now, &mut fx);
+        self.push_effects(fx, now);
+    }
+
+    fn push_effects(&mut self, fx: Effects, now: Instant) {
+        for (at, due) in fx.deadlines {
+            self.deadlines.push(at, Due::Fleet(due));
+        }
+        for event in fx.events {
+            self.feed(event, now);
+        }
+    }
+
+    /// Stop taking requests and stop every container, with the engine's grace.
+    fn begin_shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        self.feed(Event::StopAll, now);
+        let grace = Duration::from_secs(self.api.config.get_u64("TERN_STOP_GRACE"));
+        self.deadlines
+            .push(now + grace + Duration::from_secs(1), Due::ShutdownGrace);
+        if matches!(self.fleet.exit, Some(Exit::Reboot(_))) {
+            // A reboot does not wait for graceful stops.
+            let mut fx = Effects::default();
+            self.fleet.kill_all(self.poll.registry(), now, &mut fx);
+            self.push_effects(fx, now);
         }
     }
 
@@ -172,7 +267,10 @@ impl Reactor {
                 refuse_busy(&mut stream);
                 continue;
             }
-            let caller = peer_caller(&stream);
+            let mut caller = peer_caller(&stream);
+            if let Some(pid) = caller.pid {
+                caller.owner = self.api.identify(pid);
+            }
             let slot = self.free_slot();
             let token = Token(slot + FIRST_CONN);
             if let Err(e) = self.poll.registry().register(
@@ -230,6 +328,7 @@ impl Reactor {
         };
         let status = conn.drive(&mut self.api, &self.limits, now);
         self.after(slot, status);
+        self.drain_api_actions(now);
     }
 
     /// Close the connection, or make sure the heap will wake us by its deadline.
@@ -280,7 +379,14 @@ impl Reactor {
                     let status = conn.on_timeout(now, &self.timeouts);
                     self.after(slot, status);
                 }
-                Due::Accept => self.accept_all(now),
+                Due::Accept if !self.shutting_down => self.accept_all(now),
+                Due::Accept => {}
+                Due::Fleet(due) => self.fleet_due(due, now),
+                Due::ShutdownGrace => {
+                    let mut fx = Effects::default();
+                    self.fleet.kill_all(self.poll.registry(), now, &mut fx);
+                    self.push_effects(fx, now);
+                }
             }
         }
         // Entries of closed connections linger until due; keep the heap proportional to what
@@ -291,26 +397,78 @@ impl Reactor {
                 Due::Conn { slot, generation } => slots
                     .get(*slot)
                     .is_some_and(|s| s.generation == *generation && s.conn.is_some()),
-                Due::Accept => true,
+                Due::Accept | Due::Fleet(_) | Due::ShutdownGrace => true,
             });
         }
     }
 
-    /// Returns true when the daemon should stop.
-    fn handle_signals(&mut self) -> bool {
-        let mut stop = false;
+    fn fleet_due(&mut self, due: FleetDue, now: Instant) {
+        let mut fx = Effects::default();
+        match due {
+            FleetDue::Timer {
+                container,
+                kind,
+                generation,
+            } => {
+                if !self.fleet.timer_is_current(container, kind, generation) {
+                    return;
+                }
+                let name = self.api.running.as_ref().and_then(|r| {
+                    r.supervisor
+                        .containers()
+                        .get(container)
+                        .map(|c| c.name().to_string())
+                });
+                if let (Some(container), Some(&kind)) = (name, TimerKind::ALL.get(kind)) {
+                    fx.events.push(Event::Timer { container, kind });
+                }
+            }
+            FleetDue::Teardown { container } => {
+                self.fleet
+                    .try_teardown(container, self.poll.registry(), now, &mut fx)
+            }
+            FleetDue::Pump { container } => {
+                self.fleet.pump(container, self.poll.registry(), now, &mut fx)
+            }
+        }
+        self.push_effects(fx, now);
+    }
+
+    fn handle_signals(&mut self, now: Instant) {
         for sig in self.signals.drain() {
             match sig {
-                Signal::SIGCHLD => reap_children(),
+                Signal::SIGCHLD => self.reap_children(now),
                 Signal::SIGTERM | Signal::SIGINT => {
                     log::info!("daemon: {sig} received, shutting down");
-                    stop = true;
+                    self.fleet.exit.get_or_insert(Exit::Signal);
                 }
                 Signal::SIGHUP => self.reload_config(),
                 _ => {}
             }
         }
-        stop
+    }
+
+    /// Collect every exited child so none stays a zombie (one SIGCHLD may stand for many,
+    /// and as PID 1 the orphans of every container land here too); tell the engine about its
+    /// inits and retry teardowns that waited for processes to go.
+    fn reap_children(&mut self, now: Instant) {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) => {
+                    log::debug!("daemon: reaped {status:?}");
+                    if let Some((pid, status)) = Fleet::exited(status) {
+                        self.feed(Event::ChildExited { pid, status }, now);
+                    }
+                }
+            }
+        }
+        let mut fx = Effects::default();
+        for i in self.fleet.stopping() {
+            self.fleet
+                .try_teardown(i, self.poll.registry(), now, &mut fx);
+        }
+        self.push_effects(fx, now);
     }
 
     fn reload_config(&mut self) {
@@ -331,23 +489,16 @@ impl Reactor {
         }
     }
 
-    fn shutdown(&mut self) {
+    pub fn config(&self) -> &Config {
+        &self.api.config
+    }
+
+    fn finish_shutdown(&mut self) {
         for slot in 0..self.slots.len() {
             self.close(slot);
         }
-        let _ = self.poll.registry().deregister(&mut self.listener);
         if let Err(e) = std::fs::remove_file(&self.socket_path) {
             log::warn!("ctrl: cannot remove {}: {e}", self.socket_path.display());
-        }
-    }
-}
-
-/// Collect every exited child so none stays a zombie (one SIGCHLD may stand for many).
-fn reap_children() {
-    loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => return,
-            Ok(status) => log::debug!("daemon: reaped {status:?}"),
         }
     }
 }
@@ -358,6 +509,7 @@ fn peer_caller(stream: &mio::net::UnixStream) -> Caller {
         Ok(cred) => Caller {
             pid: Some(cred.pid()),
             uid: Some(cred.uid()),
+            owner: crate::api::Owner::Host,
         },
         Err(_) => Caller::default(),
     }

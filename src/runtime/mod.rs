@@ -28,6 +28,7 @@ mod child;
 pub mod console_log;
 mod control;
 mod error;
+pub mod from_revision;
 mod launch;
 mod loopdev;
 pub mod lxc_conf;

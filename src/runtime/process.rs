@@ -21,6 +21,15 @@ use super::cgroup::ContainerCgroup;
 use super::error::RuntimeError;
 use super::spec::LaunchSpec;
 
+/// The host path of the control socket the container's view would show.
+fn control_socket(spec: &LaunchSpec) -> Option<std::path::PathBuf> {
+    spec.view.binds.iter().find_map(|b| match b.target.as_str() {
+        "pantavisor/pv-ctrl" => Some(b.source.clone()),
+        "pantavisor" => Some(b.source.join("pv-ctrl")),
+        _ => None,
+    })
+}
+
 pub fn spawn(
     spec: &LaunchSpec,
     console: OwnedFd,
@@ -43,7 +52,12 @@ pub fn spawn(
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
+    // No /pantavisor view in this mode: tell pv-ctrl clients where the socket is.
+    if let Some(socket) = control_socket(spec) {
+        cmd.env("TERN_CTRL_SOCKET", socket);
+    }
+    cmd
         .stdin(Stdio::null())
         .stdout(Stdio::from(console))
         .stderr(Stdio::from(console_err))

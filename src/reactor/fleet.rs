@@ -1,0 +1,366 @@
+//! The executor of the engine's container actions: what is running on the host for each
+//! container of the revision (its [`Launched`] handle and console), the generations that make
+//! cancelled timers harmless, and the requests that end the loop (reboot, shutdown).
+//!
+//! The reactor feeds it actions and the results of the kernel (reaped pids, readable console
+//! pipes, due timers); it turns them into runtime calls and engine events. Nothing here waits:
+//! a container that is not empty yet when it must be torn down is killed and retried a few
+//! milliseconds later.
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+
+use crate::api::Running;
+use crate::engine::{Action, Event, ExitStatus, Sig, TimerKind};
+use crate::runtime::from_revision::{self, Host};
+use crate::runtime::{self, Launched, Mode, Pump};
+
+/// Console tokens are `CONSOLE_BASE + container index`, far above connection tokens.
+pub const CONSOLE_BASE: usize = 1 << 20;
+/// Pump at most this many budgets from one console per readiness (1 MiB), then come back.
+const PUMP_ROUNDS: usize = 16;
+/// How soon to retry tearing down a container whose processes are still dying.
+pub const TEARDOWN_RETRY: Duration = Duration::from_millis(20);
+/// After this many retries the teardown goes ahead lazily.
+const TEARDOWN_TRIES: u32 = 100;
+
+/// A deadline the fleet asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FleetDue {
+    Timer {
+        container: usize,
+        kind: usize,
+        generation: u64,
+    },
+    Teardown {
+        container: usize,
+    },
+    /// Keep pumping a console that had more than one readiness' worth.
+    Pump {
+        container: usize,
+    },
+}
+
+/// One started container.
+struct Live {
+    launched: Launched,
+    console_open: bool,
+    /// Stopped by the engine; torn down once empty.
+    stopping: bool,
+    teardown_tries: u32,
+}
+
+/// Why the loop should end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM/SIGINT: containers were stopped first.
+    Signal,
+    /// The engine found a failure only a reboot can cure.
+    Reboot(String),
+}
+
+pub struct Fleet {
+    host: Host,
+    live: HashMap<usize, Live>,
+    timer_generation: Vec<[u64; 4]>,
+    /// Set when the loop must end once every container is down.
+    pub exit: Option<Exit>,
+}
+
+/// What an executed action asks of the reactor besides events.
+#[derive(Default)]
+pub struct Effects {
+    pub events: Vec<Event>,
+    pub deadlines: Vec<(Instant, FleetDue)>,
+}
+
+impl Fleet {
+    pub fn new(host: Host) -> Fleet {
+        Fleet {
+            host,
+            live: HashMap::new(),
+            timer_generation: Vec::new(),
+            exit: None,
+        }
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Nothing of any container is left on the host.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    fn index(run: &Running, name: &str) -> Option<usize> {
+        run.supervisor
+            .containers()
+            .iter()
+            .position(|c| c.name() == name)
+    }
+
+    /// Carry out one engine action.
+    pub fn execute(
+        &mut self,
+        action: Action,
+        run: &Running,
+        registry: &Registry,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        match action {
+            Action::Log { level, line } => log::log!(level, "{line}"),
+            Action::Mount { container } => {
+                let event = match run.state.containers.iter().find(|c| c.name == container) {
+                    Some(c) => match from_revision::check_objects(&run.state, &self.host, c) {
+                        Ok(()) => Event::Mounted { container },
+                        Err(error) => Event::MountFailed { container, error },
+                    },
+                    None => Event::MountFailed {
+                        error: "not in the revision".into(),
+                        container,
+                    },
+                };
+                fx.events.push(event);
+            }
+            Action::Spawn { container } => {
+                let event = match self.spawn(&container, run, registry) {
+                    Ok(pid) => Event::Spawned { container, pid },
+                    Err(error) => {
+                        log::error!("{container}: cannot start: {error}");
+                        Event::SpawnFailed { container, error }
+                    }
+                };
+                fx.events.push(event);
+            }
+            Action::Signal {
+                container,
+                pid,
+                sig,
+            } => self.signal(run, &container, pid, sig),
+            Action::Unmount { container } => {
+                if let Some(i) = Self::index(run, &container) {
+                    self.stop_and_teardown(i, registry, now, fx);
+                }
+            }
+            Action::ArmTimer {
+                container,
+                kind,
+                at,
+            } => {
+                if let Some(i) = Self::index(run, &container) {
+                    let generation = self.bump(i, kind);
+                    fx.deadlines.push((
+                        at,
+                        FleetDue::Timer {
+                            container: i,
+                            kind: kind.index(),
+                            generation,
+                        },
+                    ));
+                }
+            }
+            Action::CancelTimer { container, kind } => {
+                if let Some(i) = Self::index(run, &container) {
+                    self.bump(i, kind);
+                }
+            }
+            Action::RequestReboot { reason } => {
+                log::error!("supervisor: reboot requested: {reason}");
+                self.exit.get_or_insert(Exit::Reboot(reason));
+            }
+            Action::RequestRollback { reason } => {
+                // Updates (and so rollbacks to a previous revision) are not run yet; a reboot
+                // into the committed revision is the closest safe outcome.
+                log::error!("supervisor: rollback requested, rebooting instead: {reason}");
+                self.exit.get_or_insert(Exit::Reboot(reason));
+            }
+            // Read back through device-meta `pantavisor.status`; the engine logged the change.
+            Action::RevisionStatus { .. } => {}
+        }
+    }
+
+    fn bump(&mut self, i: usize, kind: TimerKind) -> u64 {
+        if self.timer_generation.len() <= i {
+            self.timer_generation.resize(i + 1, [0; 4]);
+        }
+        let g = &mut self.timer_generation[i][kind.index()];
+        *g += 1;
+        *g
+    }
+
+    fn spawn(&mut self, name: &str, run: &Running, registry: &Registry) -> Result<i32, String> {
+        let i = Self::index(run, name).ok_or("not in the revision")?;
+        let c = run
+            .state
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or("not in the revision")?;
+        // A previous run of the container must be gone before its mounts are reused.
+        if let Some(mut old) = self.live.remove(&i) {
+            let _ = old.launched.kill_all();
+            self.finish(i, &mut old, registry);
+        }
+        let spec = from_revision::launch_spec(&run.state, &run.rev, c, &self.host)?;
+        let launched =
+            runtime::launch(&spec, runtime::capabilities()).map_err(|e| e.to_string())?;
+        if let Some(why) = &launched.fallback_reason {
+            log::warn!("{name}: running as a plain process: {why}");
+        }
+        log::info!(
+            "{name}: init pid {} ({} mode), console {}",
+            launched.pid,
+            launched.mode.as_str(),
+            launched.log.path().display()
+        );
+        let pid = launched.pid.as_raw();
+        let fd = launched.console.as_raw_fd();
+        let console_open = registry
+            .register(
+                &mut SourceFd(&fd),
+                Token(CONSOLE_BASE + i),
+                Interest::READABLE,
+            )
+            .map_err(|e| log::warn!("{name}: console not watched: {e}"))
+            .is_ok();
+        self.live.insert(
+            i,
+            Live {
+                launched,
+                console_open,
+                stopping: false,
+                teardown_tries: 0,
+            },
+        );
+        Ok(pid)
+    }
+
+    fn signal(&mut self, run: &Running, name: &str, pid: i32, sig: Sig) {
+        let Some(live) = Self::index(run, name).and_then(|i| self.live.get(&i)) else {
+            return;
+        };
+        let l = &live.launched;
+        let result = match sig {
+            Sig::Kill => l.kill_all(),
+            Sig::Term if l.mode == Mode::Process => {
+                runtime::signal_group(l.pid, Signal::SIGTERM)
+            }
+            Sig::Term => runtime::signal(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM),
+        };
+        if let Err(e) = result {
+            log::warn!("{name}: {sig:?} to {pid}: {e}");
+        }
+    }
+
+    /// Kill what is left of container `i` and tear it down once empty.
+    fn stop_and_teardown(&mut self, i: usize, registry: &Registry, now: Instant, fx: &mut Effects) {
+        let Some(live) = self.live.get_mut(&i) else {
+            return;
+        };
+        live.stopping = true;
+        let _ = live.launched.kill_all();
+        self.try_teardown(i, registry, now, fx);
+    }
+
+    /// Tear down container `i` if it is empty (or has been given long enough), else retry soon.
+    pub fn try_teardown(&mut self, i: usize, registry: &Registry, now: Instant, fx: &mut Effects) {
+        let Some(live) = self.live.get_mut(&i) else {
+            return;
+        };
+        if !live.stopping {
+            return;
+        }
+        let empty = live.launched.is_empty().unwrap_or(true);
+        if !empty && live.teardown_tries < TEARDOWN_TRIES {
+            live.teardown_tries += 1;
+            let _ = live.launched.kill_all();
+            fx.deadlines
+                .push((now + TEARDOWN_RETRY, FleetDue::Teardown { container: i }));
+            return;
+        }
+        if let Some(mut live) = self.live.remove(&i) {
+            self.finish(i, &mut live, registry);
+        }
+    }
+
+    /// Last console bytes, then unmount and remove everything of the container.
+    fn finish(&mut self, i: usize, live: &mut Live, registry: &Registry) {
+        if live.console_open {
+            let _ = live.launched.log.pump(&live.launched.console);
+            let fd = live.launched.console.as_raw_fd();
+            let _ = registry.deregister(&mut SourceFd(&fd));
+            live.console_open = false;
+        }
+        if let Err(e) = runtime::teardown(&mut live.launched.plan) {
+            log::warn!("container {i}: teardown incomplete: {e}");
+        }
+    }
+
+    /// The console of container `i` is readable: log what it holds, within a budget.
+    pub fn pump(&mut self, i: usize, registry: &Registry, now: Instant, fx: &mut Effects) {
+        let Some(live) = self.live.get_mut(&i) else {
+            return;
+        };
+        if !live.console_open {
+            return;
+        }
+        for _ in 0..PUMP_ROUNDS {
+            match live.launched.log.pump(&live.launched.console) {
+                Ok(Pump::Open { bytes: 0 }) => return,
+                Ok(Pump::Open { .. }) => continue,
+                Ok(Pump::Eof { .. }) | Err(_) => {
+                    let fd = live.launched.console.as_raw_fd();
+                    let _ = registry.deregister(&mut SourceFd(&fd));
+                    live.console_open = false;
+                    return;
+                }
+            }
+        }
+        // Edge-triggered: no new readiness comes for bytes already there, so come back.
+        fx.deadlines.push((now, FleetDue::Pump { container: i }));
+    }
+
+    /// Whether a timer deadline is still the current one of its kind.
+    pub fn timer_is_current(&self, i: usize, kind: usize, generation: u64) -> bool {
+        self.timer_generation
+            .get(i)
+            .and_then(|g| g.get(kind))
+            .is_some_and(|g| *g == generation)
+    }
+
+    /// Kill every container now and tear down what is empty (shutdown, reboot).
+    pub fn kill_all(&mut self, registry: &Registry, now: Instant, fx: &mut Effects) {
+        let ids: Vec<usize> = self.live.keys().copied().collect();
+        for i in ids {
+            self.stop_and_teardown(i, registry, now, fx);
+        }
+    }
+
+    /// A reaped child, as the engine wants to hear it; `None` when it was no init.
+    pub fn exited(status: WaitStatus) -> Option<(i32, ExitStatus)> {
+        match status {
+            WaitStatus::Exited(pid, code) => Some((pid.as_raw(), ExitStatus::Code(code))),
+            WaitStatus::Signaled(pid, sig, _) => {
+                Some((pid.as_raw(), ExitStatus::Signaled(sig as i32)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Containers whose teardown waits for their processes to go.
+    pub fn stopping(&self) -> Vec<usize> {
+        self.live
+            .iter()
+            .filter(|(_, l)| l.stopping)
+            .map(|(i, _)| *i)
+            .collect()
+    }
+}
