@@ -15,11 +15,13 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::rootfs::{prerequisites, static_busybox, which};
 use nix::mount::{MntFlags, umount2};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -36,75 +38,6 @@ const APPLETS: &[&str] = &[
 
 // ---------------------------------------------------------------------------------------------
 // Prerequisites
-
-fn which(cmd: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(cmd))
-        .find(|p| p.is_file())
-}
-
-/// True when the ELF file has no PT_INTERP program header (a static binary).
-fn is_static_elf(path: &Path) -> bool {
-    let Ok(b) = fs::read(path) else { return false };
-    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 {
-        return false; // only 64-bit ELF is checked; that is what the test hosts run
-    }
-    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(b[0x20..0x28].try_into().unwrap()) as usize;
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    (0..phnum).all(|i| {
-        let o = phoff + i * phentsize;
-        b.get(o..o + 4)
-            .map(|t| u32::from_le_bytes(t.try_into().unwrap()) != 3)
-            .unwrap_or(true)
-    })
-}
-
-fn static_busybox() -> Option<PathBuf> {
-    which("busybox").filter(|p| is_static_elf(p))
-}
-
-fn apt_install() -> Result<(), String> {
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "busybox-static", "squashfs-tools"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    if install() {
-        return Ok(());
-    }
-    let _ = Command::new("apt-get").args(["update", "-q"]).output();
-    if install() {
-        Ok(())
-    } else {
-        Err("apt-get install busybox-static squashfs-tools failed".into())
-    }
-}
-
-/// Root, kernel support and tools, checked (and installed) once per test binary.
-fn prerequisites() -> Result<(), String> {
-    static ONCE: OnceLock<Result<(), String>> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let caps = Capabilities::probe();
-        if let Some(why) = caps.isolation_blocker(&RootSource::Squashfs("x".into())) {
-            return Err(why);
-        }
-        if static_busybox().is_none() || which("mksquashfs").is_none() {
-            apt_install()?;
-        }
-        if static_busybox().is_none() {
-            return Err("no static busybox after installing busybox-static".into());
-        }
-        which("mksquashfs")
-            .map(drop)
-            .ok_or_else(|| "no mksquashfs after installing squashfs-tools".into())
-    })
-    .clone()
-}
 
 macro_rules! require {
     ($name:expr) => {

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use tern::http::{BodyDecoder, Limits, parse_response_head};
 
+pub mod rootfs;
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh directory under the system temp dir, removed on drop.

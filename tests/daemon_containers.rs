@@ -1,0 +1,442 @@
+//! The daemon running a revision's containers for real: busybox root volumes seeded as the
+//! factory revision, driven through pv-ctrl from the host and from inside the containers.
+//! Needs root, loop devices, squashfs and overlayfs; skips with the reason otherwise.
+//!
+//! Container names are unique per test: tests run in parallel and a container's cgroup is
+//! named after it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::rootfs::{Spec, factory, prerequisites};
+use common::{Daemon, Opts, TempDir, wait_for};
+use serde_json::{Value, json};
+
+macro_rules! require {
+    ($name:expr) => {
+        if let Err(why) = prerequisites() {
+            println!("SKIP {}: {}", $name, why);
+            return;
+        }
+    };
+}
+
+/// A daemon on a fresh storage whose factory revision holds `containers`; stopped with
+/// SIGTERM on drop so no container outlives a test.
+struct Device {
+    d: Daemon,
+    _factory: TempDir,
+}
+
+impl Device {
+    fn boot(containers: &[Spec], sets: &[&str]) -> Device {
+        let f = TempDir::new("factory");
+        let dir = factory(f.path(), containers);
+        let mut opts = Opts::default()
+            .arg("--factory")
+            .arg(dir.to_str().unwrap())
+            .set("PV_LOG_LEVEL=4");
+        for s in sets {
+            opts = opts.set(s);
+        }
+        Device {
+            d: Daemon::start_with(opts),
+            _factory: f,
+        }
+    }
+
+    fn containers(&self) -> Vec<Value> {
+        let r = self.d.get("/containers");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json().as_array().cloned().unwrap_or_default()
+    }
+
+    fn container(&self, name: &str) -> Value {
+        self.containers()
+            .into_iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no container {name}"))
+    }
+
+    fn status(&self, name: &str) -> String {
+        self.container(name)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn wait_status(&self, name: &str, want: &str, timeout: Duration) {
+        let ok = wait_for(timeout, || self.status(name) == want);
+        assert!(
+            ok,
+            "{name} never reached {want} (now {}):\n{}",
+            self.status(name),
+            self.d.log_text()
+        );
+    }
+
+    fn console(&self, name: &str) -> String {
+        let log = self.d.storage.join("logs/0").join(name).join("lxc/console.log");
+        let old = fs::read_to_string(log.with_extension("log.1")).unwrap_or_default();
+        old + &fs::read_to_string(log).unwrap_or_default()
+    }
+
+    fn wait_console(&self, name: &str, needle: &str, timeout: Duration) {
+        let ok = wait_for(timeout, || self.console(name).contains(needle));
+        assert!(
+            ok,
+            "{name} console never showed {needle:?}:\n{}\n--- daemon log:\n{}",
+            self.console(name),
+            self.d.log_text()
+        );
+    }
+
+    fn action(&self, name: &str, action: &str) -> (u16, String) {
+        self.d
+            .put(
+                &format!("/containers/{name}"),
+                json!({ "action": action }).to_string().as_bytes(),
+            )
+            .sb()
+    }
+
+    /// Pids of processes whose command line holds `marker`.
+    fn pids_with(marker: &str) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let mut cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            cmd.iter_mut().filter(|b| **b == 0).for_each(|b| *b = b' ');
+            if String::from_utf8_lossy(&cmd).contains(marker) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    fn mounts_under(dir: &Path) -> Vec<String> {
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+            .filter(|p| Path::new(p).starts_with(dir))
+            .collect()
+    }
+
+    /// Zombie children of the daemon.
+    fn zombies(&self) -> Vec<i32> {
+        let me = self.d.pid().to_string();
+        let mut out = Vec::new();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if f.first() == Some(&"Z") && f.get(1) == Some(&me.as_str()) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        if self.d.child.is_some() {
+            self.d.signal(15);
+            let _ = self.d.wait();
+        }
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[test]
+fn groups_start_in_order_isolated_and_the_app_signals_ready_from_inside() {
+    require!("groups_start_in_order...");
+    let dev = Device::boot(
+        &[
+            Spec::new(
+                "g1-svc",
+                "echo svc up; exec sleep 1000",
+                json!({"group":"platform"}),
+            ),
+            Spec::new(
+                "g1-app",
+                "echo pid=$$ host=$(hostname) procs=$(ls -d /proc/[0-9]* | wc -l); \
+                 pvcontrol signal ready && echo signalled; exec sleep 1000",
+                json!({"group":"app","status_goal":"READY","restart_policy":"container"}),
+            ),
+        ],
+        &[],
+    );
+    dev.wait_status("g1-app", "READY", secs(20));
+    assert_eq!(dev.status("g1-svc"), "STARTED");
+    let console = dev.console("g1-app");
+    // Its own pid namespace (init is pid 1, only its own processes), its own hostname.
+    assert!(console.contains("pid=1 host=g1-app"), "{console}");
+    let procs: usize = console
+        .split("procs=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(99);
+    // sh, the command substitution's subshell, ls and wc: nothing of the host.
+    assert!(procs <= 5, "host processes visible: {console}");
+    dev.wait_console("g1-app", "signalled", secs(5));
+    // The app group only started once platform had reached its goal.
+    let log = dev.d.log_text();
+    let svc_started = log.find("g1-svc: STARTING -> STARTED").unwrap();
+    let app_mounted = log.find("g1-app: BLOCKED -> MOUNTED").unwrap();
+    assert!(svc_started < app_mounted, "{log}");
+    let groups = dev.d.get("/groups").json();
+    let app = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "app")
+        .unwrap();
+    assert_eq!(app["status"], "READY");
+    let meta = dev.d.get("/device-meta").json();
+    assert_eq!(meta["pantavisor.status"], "READY");
+}
+
+#[test]
+fn a_container_without_mgmt_role_gets_403_from_inside_and_a_mgmt_one_does_not() {
+    require!("roles");
+    let dev = Device::boot(
+        &[
+            Spec::new(
+                "r1-plain",
+                "pvcontrol ls; echo ls-rc=$?; pvcontrol signal ready; echo sig-rc=$?; exec sleep 1000",
+                json!({"roles":[]}),
+            ),
+            Spec::new(
+                "r1-mgmt",
+                "pvcontrol groups ls; echo ls-rc=$?; exec sleep 1000",
+                json!({}),
+            ),
+        ],
+        &[],
+    );
+    dev.wait_console("r1-plain", "sig-rc=", secs(20));
+    let plain = dev.console("r1-plain");
+    assert!(
+        plain.contains("Request not sent from a mgmt platform"),
+        "{plain}"
+    );
+    assert!(!plain.contains("ls-rc=0"), "{plain}");
+    // /signal stays open to it; its goal is STARTED, so a ready signal is not expected.
+    assert!(
+        plain.contains("Signal not expected from this platform"),
+        "{plain}"
+    );
+    dev.wait_console("r1-mgmt", "ls-rc=", secs(20));
+    let mgmt = dev.console("r1-mgmt");
+    assert!(mgmt.contains("ls-rc=0") && mgmt.contains("\"name\":\"app\""), "{mgmt}");
+    let listed = dev.containers();
+    let roles: Vec<(&str, &Value)> = listed
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), &c["roles"]))
+        .collect();
+    assert!(roles.contains(&("r1-plain", &json!([]))), "{roles:?}");
+    assert!(roles.contains(&("r1-mgmt", &json!(["mgmt"]))), "{roles:?}");
+}
+
+#[test]
+fn stop_start_and_restart_over_the_api() {
+    require!("api actions");
+    let dev = Device::boot(
+        &[
+            Spec::new("a1-sys", "exec sleep 1000", json!({})),
+            Spec::new(
+                "a1-app",
+                "echo run a1-marker; exec sleep 1001",
+                json!({"restart_policy":"container",
+                       "auto_recovery":{"policy":"always","retry_delay":0}}),
+            ),
+        ],
+        &["TERN_STOP_GRACE=1"],
+    );
+    dev.wait_status("a1-app", "STARTED", secs(20));
+    assert_eq!(
+        dev.action("a1-sys", "stop"),
+        (
+            403,
+            r#"{"Error":"Container has restart_policy 'system' and cannot be controlled via API"}"#
+                .into()
+        )
+    );
+    assert_eq!(
+        dev.action("nope", "stop"),
+        (404, r#"{"Error":"Container not found"}"#.into())
+    );
+    assert_eq!(
+        dev.action("a1-app", "jump"),
+        (
+            400,
+            r#"{"Error":"Invalid action. Use 'start', 'stop', or 'restart'"}"#.into()
+        )
+    );
+
+    assert_eq!(dev.action("a1-app", "stop").0, 200);
+    dev.wait_status("a1-app", "STOPPED", secs(10));
+    let c = dev.container("a1-app");
+    assert_eq!(c["user_stopped"], "true");
+    // A user stop is not a crash: recovery leaves it alone.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(dev.status("a1-app"), "STOPPED");
+    assert!(Device::pids_with("sleep 1001").is_empty());
+
+    assert_eq!(dev.action("a1-app", "start").0, 200);
+    dev.wait_status("a1-app", "STARTED", secs(10));
+    assert_eq!(dev.container("a1-app")["user_stopped"], "false");
+    // STARTED means the init was cloned; its exec follows a moment later.
+    assert!(wait_for(secs(5), || Device::pids_with("sleep 1001").len() == 1));
+    let before = Device::pids_with("sleep 1001");
+
+    assert_eq!(dev.action("a1-app", "restart").0, 200);
+    assert!(wait_for(secs(10), || {
+        let now = Device::pids_with("sleep 1001");
+        now.len() == 1 && now != before
+    }));
+    dev.wait_status("a1-app", "STARTED", secs(10));
+    assert_eq!(dev.console("a1-app").matches("run a1-marker").count(), 3);
+    assert!(dev.zombies().is_empty());
+}
+
+#[test]
+fn a_crash_is_recovered_after_the_delay_until_retries_run_out() {
+    require!("recovery");
+    let dev = Device::boot(
+        &[Spec::new(
+            "c1-crash",
+            "echo started; sleep 0.2; exit 3",
+            json!({"restart_policy":"container",
+                   "auto_recovery":{"policy":"on-failure","max_retries":2,"retry_delay":1,
+                                    "backoff_factor":2.0,"backoff_policy":"never"}}),
+        )],
+        &[],
+    );
+    let t0 = Instant::now();
+    // Three runs: the first and two retries after 1 s and 2 s (delay x factor^(n-1)).
+    dev.wait_console("c1-crash", "started\nstarted\nstarted", secs(20));
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(2900), "retries too fast: {took:?}");
+    dev.wait_status("c1-crash", "STOPPED", secs(10));
+    let c = dev.container("c1-crash");
+    assert_eq!(c["auto_recovery"]["current_retries"], 2, "{c}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(dev.console("c1-crash").matches("started").count(), 3);
+    assert!(dev.zombies().is_empty());
+    // backoff_policy never: the device keeps running.
+    assert_eq!(dev.d.get("/steps").status, 200);
+}
+
+#[test]
+fn a_crash_with_nothing_to_recover_it_asks_for_a_reboot() {
+    require!("reboot");
+    let mut dev = Device::boot(
+        &[Spec::new("b1-dies", "sleep 0.5; exit 1", json!({}))],
+        &["TERN_STOP_GRACE=1"],
+    );
+    let status = dev.d.wait();
+    assert_eq!(status.code(), Some(3), "{}", dev.d.log_text());
+    assert!(dev.d.log_text().contains("reboot requested"));
+    assert!(Device::mounts_under(dev.d.dir.path()).is_empty());
+}
+
+#[test]
+fn overlay_persistence_follows_the_storage_policy_across_restarts() {
+    require!("persistence");
+    let script = "if [ -f /mark ]; then echo had-mark; else echo no-mark; fi; touch /mark; exec sleep 1000";
+    let dev = Device::boot(
+        &[
+            Spec::new(
+                "p1-perm",
+                script,
+                json!({"restart_policy":"container",
+                       "storage":{"lxc-overlay":{"persistence":"permanent"}}}),
+            ),
+            Spec::new(
+                "p1-boot",
+                script,
+                json!({"restart_policy":"container",
+                       "storage":{"lxc-overlay":{"persistence":"boot"}}}),
+            ),
+        ],
+        &["TERN_STOP_GRACE=1"],
+    );
+    for name in ["p1-perm", "p1-boot"] {
+        dev.wait_console(name, "no-mark", secs(20));
+        assert_eq!(dev.action(name, "restart").0, 200);
+    }
+    dev.wait_console("p1-perm", "had-mark", secs(10));
+    dev.wait_console("p1-boot", "no-mark\nno-mark", secs(10));
+    assert!(!dev.console("p1-boot").contains("had-mark"));
+    assert!(dev.d.storage.join("disks/perm/p1-perm").is_dir());
+}
+
+#[test]
+fn console_output_is_captured_and_rotated_at_the_cap() {
+    require!("console");
+    let dev = Device::boot(
+        &[Spec::new(
+            "l1-chatty",
+            "for i in $(seq 1 400); do echo line $i of the chatty container; done; echo done-l1; exec sleep 1000",
+            json!({}),
+        )],
+        &["TERN_CONSOLE_MAXSIZE=4096"],
+    );
+    dev.wait_console("l1-chatty", "done-l1", secs(20));
+    let log = dev.d.storage.join("logs/0/l1-chatty/lxc/console.log");
+    let rotated = log.with_extension("log.1");
+    assert!(rotated.is_file());
+    for f in [&log, &rotated] {
+        assert!(fs::metadata(f).unwrap().len() <= 4096, "{f:?} over the cap");
+    }
+    assert!(dev.console("l1-chatty").contains("line 400 of"));
+}
+
+#[test]
+fn shutdown_stops_every_container_and_leaves_nothing_behind() {
+    require!("shutdown");
+    let mut dev = Device::boot(
+        &[
+            Spec::new("s1-a", "exec sleep 2002", json!({})),
+            Spec::new(
+                "s1-b",
+                "sleep 2003 & exec sleep 2004",
+                json!({"group":"app","restart_policy":"container"}),
+            ),
+        ],
+        &["TERN_STOP_GRACE=1"],
+    );
+    dev.wait_status("s1-b", "STARTED", secs(20));
+    assert!(wait_for(secs(5), || Device::pids_with("sleep 200").len() == 3));
+    let cgroups: Vec<_> = ["s1-a", "s1-b"]
+        .iter()
+        .map(|n| Path::new("/sys/fs/cgroup/tern").join(n))
+        .collect();
+    let t0 = Instant::now();
+    let status = dev.d.stop();
+    assert!(status.success(), "{status:?}: {}", dev.d.log_text());
+    assert!(t0.elapsed() < secs(5), "shutdown took {:?}", t0.elapsed());
+    assert!(Device::pids_with("sleep 200").is_empty());
+    assert!(Device::mounts_under(dev.d.dir.path()).is_empty());
+    assert!(cgroups.iter().all(|c| !c.exists()), "{cgroups:?}");
+    assert!(!dev.d.rundir.join("containers/s1-a").exists());
+}
