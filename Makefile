@@ -25,6 +25,7 @@ test:
 
 bench:
 	bash tests/bench/run.sh
+	bash tests/bench/containers.sh
 
 fuzz-smoke:
 	bash fuzz/smoke.sh 60

@@ -21,6 +21,15 @@
 //!   through `std::io::copy`). Prints the status and the seconds from the first byte sent to
 //!   the whole response read; with `--watch-pid`, also the peak RssAnon/VmRSS of that process
 //!   sampled every 10 ms during the upload. Exits 1 unless the status is the expected one.
+//! - `running --socket P --count N [--since-ns T] [--timeout S]`: poll `GET /containers` until
+//!   N containers are STARTED or READY; prints the milliseconds since T (CLOCK_REALTIME ns,
+//!   default: when polling began).
+//! - `respawn --marker M --stamps F --rounds N [--settle S]`: N times, find the one process
+//!   whose command line holds M, SIGKILL it, and wait for a new stamp in F: the supervised
+//!   command appends its start time (busybox `adjtimex`) there, so the latency is kill → new
+//!   command running, measured the same way for any supervisor. Waits S seconds (default
+//!   1.2: runsv delays restarts of a service that ran under a second) between rounds.
+//!   Prints p50/p99/max in microseconds.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -40,7 +49,9 @@ const USAGE: &str = "usage:
   tern-bench requests --socket P --clients N [--seconds S] [--warmup S] [--path /steps]
   tern-bench objects  --socket P --sha HEX
   tern-bench gen      --file F --bytes N
-  tern-bench upload   --socket P --file F --sha HEX [--expect CODE] [--watch-pid PID]";
+  tern-bench upload   --socket P --file F --sha HEX [--expect CODE] [--watch-pid PID]
+  tern-bench running  --socket P --count N [--since-ns T] [--timeout SECS]
+  tern-bench respawn  --marker M --stamps F --rounds N [--settle SECS]";
 
 /// How long any single read or write on the socket may block before it counts as a hang.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,6 +75,8 @@ fn main() -> ExitCode {
         "objects" => cmd_objects(&opts),
         "gen" => cmd_gen(&opts),
         "upload" => cmd_upload(&opts),
+        "running" => cmd_running(&opts),
+        "respawn" => cmd_respawn(&opts),
         _ => Err(format!("unknown subcommand '{cmd}'")),
     };
     match result {
@@ -729,5 +742,124 @@ fn cmd_upload(o: &Opts) -> Result<(), String> {
             reply.status
         ));
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Containers
+
+fn realtime_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn cmd_running(o: &Opts) -> Result<(), String> {
+    let socket = o.socket()?;
+    let want: usize = o.num("count", None)?;
+    let since: u128 = o.num("since-ns", Some(realtime_ns()))?;
+    let timeout = Duration::from_secs_f64(o.num("timeout", Some(60.0))?);
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < timeout {
+        if let Ok(mut c) = Conn::open(&socket) {
+            c.stream
+                .write_all(b"GET /containers HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .map_err(|e| format!("write: {e}"))?;
+            if let Ok((reply, body)) = c.read_reply()
+                && reply.status == 200
+            {
+                last = String::from_utf8_lossy(&c.buf[body]).into_owned();
+                let up = last.matches("\"status\":\"STARTED\"").count()
+                    + last.matches("\"status\":\"READY\"").count();
+                if up >= want {
+                    let ms = (realtime_ns().saturating_sub(since)) as f64 / 1e6;
+                    println!("{{\"running_after_ms\":{ms:.1}}}");
+                    return Ok(());
+                }
+            }
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    Err(format!("{want} containers not running after {timeout:?}: {last}"))
+}
+
+/// Pids whose command line (NULs read as spaces) holds `marker`, this process excluded.
+fn pids_with(marker: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let mut cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        cmd.iter_mut().filter(|b| **b == 0).for_each(|b| *b = b' ');
+        if pid != me && String::from_utf8_lossy(&cmd).contains(marker) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Start times in ns, one per run of the command: a `time.tv_sec:` line (what busybox
+/// `adjtimex` prints; its `date` has no `%N`) followed by a `time.tv_usec:` one.
+fn stamps(path: &Path) -> Vec<u128> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let value = |l: &str, key: &str| -> Option<u128> { l.trim().strip_prefix(key)?.trim().parse().ok() };
+    let mut out = Vec::new();
+    let mut sec = None;
+    for l in text.lines() {
+        if let Some(s) = value(l, "time.tv_sec:") {
+            sec = Some(s);
+        } else if let (Some(s), Some(us)) = (sec, value(l, "time.tv_usec:")) {
+            out.push(s * 1_000_000_000 + us * 1_000);
+            sec = None;
+        }
+    }
+    out
+}
+
+fn cmd_respawn(o: &Opts) -> Result<(), String> {
+    let marker = o.req("marker")?;
+    let file = PathBuf::from(o.req("stamps")?);
+    let rounds: usize = o.num("rounds", None)?;
+    let settle = Duration::from_secs_f64(o.num("settle", Some(1.2))?);
+    let mut lat_us = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        thread::sleep(settle);
+        let pids = pids_with(marker);
+        let [pid] = pids[..] else {
+            return Err(format!("round {round}: {} processes hold '{marker}'", pids.len()));
+        };
+        let seen = stamps(&file).len();
+        let killed_at = realtime_ns();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
+            .map_err(|e| format!("kill {pid}: {e}"))?;
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = stamps(&file);
+            if s.len() > seen {
+                let started = s[s.len() - 1];
+                lat_us.push(started.saturating_sub(killed_at) as f64 / 1e3);
+                break;
+            }
+            if Instant::now() > until {
+                return Err(format!("round {round}: no restart within 10 s"));
+            }
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+    lat_us.sort_by(|a, b| a.total_cmp(b));
+    let pick = |q: f64| lat_us[((lat_us.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{{\"rounds\":{rounds},\"p50_us\":{:.0},\"p99_us\":{:.0},\"max_us\":{:.0}}}",
+        pick(0.5),
+        pick(0.99),
+        pick(1.0)
+    );
     Ok(())
 }
