@@ -114,6 +114,11 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Orphans of containers run as plain processes come back to Tern (as they would to PID 1)
+    // and are reaped with the rest, instead of piling up under whoever started it.
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        log::warn!("daemon: cannot become a child subreaper: {e}");
+    }
     let revision = storage.trails.current().unwrap_or_else(|| "0".into());
     let fleet = Fleet::new(host_of(&config, &storage, &socket));
     let running = match load_revision(&storage, &config, &revision) {
