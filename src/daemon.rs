@@ -131,6 +131,7 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     };
     let mut api = Api::new(storage, config, Instant::now());
     api.running = running;
+    api.rebuild_meta_views();
     let reload_opts = opts.clone();
     let reload = Box::new(move || load_config(&reload_opts));
     let mut reactor = match Reactor::new(listener, socket.clone(), api, reload, fleet) {

@@ -440,3 +440,82 @@ fn shutdown_stops_every_container_and_leaves_nothing_behind() {
     assert!(cgroups.iter().all(|c| !c.exists()), "{cgroups:?}");
     assert!(!dev.d.rundir.join("containers/s1-a").exists());
 }
+
+#[test]
+fn process_mode_runs_plain_children_that_still_reach_pv_ctrl_with_their_role() {
+    require!("process mode");
+    let dev = Device::boot(
+        &[
+            Spec::new(
+                "m1-plain",
+                "echo host=$(hostname); pvcontrol ls; echo ls-rc=$?; exec sleep 2005",
+                json!({"roles":[]}),
+            ),
+            Spec::new(
+                "m1-ready",
+                "pvcontrol signal ready && echo signalled; exec sleep 2006",
+                json!({"group":"app","status_goal":"READY","restart_policy":"container"}),
+            ),
+        ],
+        &["TERN_CONTAINER_MODE=process", "TERN_STOP_GRACE=1"],
+    );
+    dev.wait_status("m1-ready", "READY", secs(20));
+    dev.wait_console("m1-plain", "ls-rc=", secs(10));
+    let plain = dev.console("m1-plain");
+    // The host's hostname: no namespaces in this mode.
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(plain.contains(&format!("host={}", host.trim())), "{plain}");
+    assert!(
+        plain.contains("Request not sent from a mgmt platform"),
+        "{plain}"
+    );
+    assert!(dev.d.log_text().contains("m1-plain: init pid"));
+    assert!(dev.d.log_text().contains("(process mode)"));
+    // Still stopped and reaped like a container.
+    assert_eq!(dev.action("m1-ready", "stop").0, 200);
+    dev.wait_status("m1-ready", "STOPPED", secs(10));
+    assert!(Device::pids_with("sleep 2006").is_empty());
+    assert!(dev.zombies().is_empty());
+}
+
+#[test]
+fn containers_read_their_metadata_as_files_under_pantavisor() {
+    require!("metadata view");
+    let dev = Device::boot(
+        &[
+            Spec::new(
+                "v1-plain",
+                "while [ ! -f /pantavisor/user-meta/greeting ]; do sleep 0.1; done; \
+                 echo got=$(cat /pantavisor/user-meta/greeting); ls /pantavisor/user-meta; \
+                 echo status=$(cat /pantavisor/device-meta/pantavisor.status 2>&1); exec sleep 1000",
+                json!({"roles":[]}),
+            ),
+            Spec::new(
+                "v1-mgmt",
+                "while [ ! -f /pantavisor/user-meta/v1-plain.greeting ]; do sleep 0.1; done; \
+                 echo mgmt-got=$(cat /pantavisor/user-meta/v1-plain.greeting); exec sleep 1000",
+                json!({}),
+            ),
+        ],
+        &[],
+    );
+    dev.wait_status("v1-plain", "STARTED", secs(20));
+    assert_eq!(dev.d.put("/user-meta/v1-plain.greeting", b"hello").status, 200);
+    assert_eq!(dev.d.put("/user-meta/other.secret", b"no").status, 200);
+    dev.wait_console("v1-plain", "got=hello", secs(10));
+    dev.wait_console("v1-mgmt", "mgmt-got=hello", secs(10));
+    let plain = dev.console("v1-plain");
+    // Only its own keys, under their short names.
+    assert!(!plain.contains("secret"), "{plain}");
+    assert!(!plain.contains("other"), "{plain}");
+    // Its own device-meta view has no keys of its own: the supervisor's are not its business.
+    assert!(!plain.contains("status=READY"), "{plain}");
+    // The run dir view follows deletes.
+    assert_eq!(dev.d.request("DELETE", "/user-meta/v1-plain.greeting", b"").status, 200);
+    assert!(!dev.d.rundir.join("user-meta.v1-plain/greeting").exists());
+    assert!(!dev.d.rundir.join("user-meta/v1-plain.greeting").exists());
+    assert_eq!(
+        fs::read_to_string(dev.d.rundir.join("device-meta/pantavisor.status")).unwrap(),
+        "READY"
+    );
+}

@@ -5,6 +5,7 @@
 use super::{Api, ApiError, MetaKind, Sink, memory_body};
 use crate::http::Response;
 use crate::store::meta::{MetaError, MetaStore, render_meta};
+use crate::store::meta_view::MetaView;
 use crate::sysinfo;
 
 /// Device-meta keys owned by the supervisor.
@@ -27,7 +28,14 @@ fn store(api: &mut Api, kind: MetaKind) -> &mut MetaStore {
     }
 }
 
-fn own_device_meta(api: &Api) -> Vec<(&'static str, String)> {
+pub(super) fn view(api: &Api, kind: MetaKind) -> &MetaView {
+    match kind {
+        MetaKind::User => &api.user_view,
+        MetaKind::Device => &api.device_view,
+    }
+}
+
+pub(super) fn own_device_meta(api: &Api) -> Vec<(&'static str, String)> {
     let revision = api.storage.trails.current().unwrap_or_else(|| "0".into());
     let mode = if revision.starts_with("locals/") || !api.config.get_bool("PV_CONTROL_REMOTE") {
         "local"
@@ -112,7 +120,12 @@ pub fn put(api: &mut Api, kind: MetaKind, key: &str, sink: Sink) -> Result<Respo
     }
     refuse_own_key(kind, key)?;
     match store(api, kind).put(key, value) {
-        Ok(()) => Ok(Response::ok()),
+        Ok(()) => {
+            if let Err(e) = view(api, kind).set(key, value) {
+                log::warn!("meta: {key} stored but not written to the run dir view: {e}");
+            }
+            Ok(Response::ok())
+        }
         Err(MetaError::TooManyKeys) => {
             Err(ApiError::new(507, format!("Too many {what} meta keys")))
         }
@@ -127,7 +140,12 @@ pub fn delete(api: &mut Api, kind: MetaKind, key: &str) -> Result<Response, ApiE
         MetaKind::Device => "Device meta does not exist",
     };
     match store(api, kind).delete(key) {
-        Ok(true) => Ok(Response::ok()),
+        Ok(true) => {
+            if let Err(e) = view(api, kind).remove(key) {
+                log::warn!("meta: {key} deleted but still in the run dir view: {e}");
+            }
+            Ok(Response::ok())
+        }
         Ok(false) => Err(ApiError::new(404, missing)),
         Err(e) => Err(ApiError::internal(format!("{e:?}"))),
     }

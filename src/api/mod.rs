@@ -25,6 +25,7 @@ use crate::engine::{Action, Supervisor};
 use crate::http::{RequestHead, Response};
 use crate::spec::State;
 use crate::store::Storage;
+use crate::store::meta_view::MetaView;
 
 /// Largest state JSON accepted by `PUT /steps/locals/X`.
 pub const MAX_STATE_BYTES: u64 = 1024 * 1024;
@@ -66,16 +67,41 @@ pub struct Api {
     pub running: Option<Running>,
     /// What handlers asked the engine to do; the reactor drains it after every request.
     pub actions: Vec<Action>,
+    /// Metadata as files in the run dir, for containers.
+    pub user_view: MetaView,
+    pub device_view: MetaView,
 }
 
 impl Api {
     pub fn new(storage: Storage, config: Config, started: Instant) -> Api {
+        let run_dir = config.rundir();
         Api {
             storage,
             config,
             started,
             running: None,
             actions: Vec::new(),
+            user_view: MetaView::new(&run_dir, "user-meta"),
+            device_view: MetaView::new(&run_dir, "device-meta"),
+        }
+    }
+
+    /// Write every metadata key into the run dir views (at start, and when the supervisor's
+    /// own device keys change).
+    pub fn rebuild_meta_views(&self) {
+        let user = self.storage.user_meta.entries();
+        let user = user.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        if let Err(e) = self.user_view.rebuild(user) {
+            log::warn!("meta: cannot write the user-meta view: {e}");
+        }
+        let own = meta::own_device_meta(self);
+        let stored = self.storage.device_meta.entries();
+        let device = stored
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(own.iter().map(|(k, v)| (*k, v.as_str())));
+        if let Err(e) = self.device_view.rebuild(device) {
+            log::warn!("meta: cannot write the device-meta view: {e}");
         }
     }
 

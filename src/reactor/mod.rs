@@ -161,6 +161,11 @@ impl Reactor {
     fn execute(&mut self, actions: Vec<Action>, now: Instant) {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
+            if let Action::RevisionStatus { status } = &action
+                && let Err(e) = self.api.device_view.set("pantavisor.status", status.as_str())
+            {
+                log::warn!("meta: cannot update pantavisor.status in the run dir: {e}");
+            }
             let Some(run) = self.api.running.as_mut() else {
                 return;
             };

@@ -9,6 +9,7 @@
 pub mod durable;
 pub mod factory;
 pub mod meta;
+pub mod meta_view;
 pub mod names;
 pub mod objects;
 pub mod progress;
