@@ -1,1 +1,200 @@
 # Cross builds, size budget and board targets (see board-configs/README.md).
+#
+#   make static         x86_64-unknown-linux-musl        stable, prebuilt std
+#   make cross-aarch64  aarch64-unknown-linux-musl       stable, prebuilt std
+#   make cross-armv7    armv7-unknown-linux-musleabihf   nightly -Zbuild-std (no rust-std on the mirror)
+#   make cross-mipsel   mipsel-unknown-linux-musl        nightly -Zbuild-std (tier 3), soft float
+#   make cross-all      the four above, one after the other
+#   make size           file size per target; fails past the budgets below
+#   make bloat          cargo bloat --crates on x86_64 musl (unstripped copy)
+#   make rss            idle VmRSS/RssAnon/RssFile: static x86_64 vs the glibc build
+#   make cross-test TARGET=armv7|aarch64|mipsel
+#   make boards-check   every board config starts (under qemu-user for foreign ones)
+#
+# Each target installs what it lacks (Debian cross gcc, qemu-user-static, rustup targets,
+# nightly rust-src, the sysroot of target/cross/<triple>) and is a no-op cargo call when warm.
+# All per-target settings are cargo --config flags here: the repository has no .cargo/.
+# Every binary is static, stripped, and keeps panic messages (panic=abort, no immediate-abort).
+
+CROSS_NIGHTLY ?= nightly
+CROSS_NICE    ?= nice -n 10
+CROSS_OUT     := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+# crt objects, libc.a and libunwind.a for the -Zbuild-std targets (build/cross-sysroot.sh).
+CROSS_SYSROOT ?= $(CROSS_OUT)/cross
+CROSS_BUILD   := $(CURDIR)/board-configs/build
+CROSS_ENSURE  := sh $(CROSS_BUILD)/ensure.sh
+# RUSTFLAGS would replace every [target.X].rustflags given below (cargo's rule): drop it.
+CROSS_CARGO   := env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_TARGET $(CROSS_NICE) $(CARGO)
+
+# Size budgets in bytes (stripped file size).
+SIZE_MAX_X86_64 ?= 1000000
+SIZE_MAX_ARMV7  ?= 600000
+
+T_X86_64  := x86_64-unknown-linux-musl
+T_AARCH64 := aarch64-unknown-linux-musl
+T_ARMV7   := armv7-unknown-linux-musleabihf
+T_MIPSEL  := mipsel-unknown-linux-musl
+
+# std rebuilt for size: only std + panic_abort, and std's optimize_for_size feature. Listing
+# features drops std's default `backtrace` (the symbolizer): panic messages stay, backtraces
+# are empty.
+BUILD_STD_RELEASE := -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
+# Tests unwind (should_panic), so they get std's defaults, panic_unwind included.
+BUILD_STD_TEST    := -Zbuild-std
+
+
+# Non-PIE static x86_64 (default would be static-pie): about 12 KB smaller. (aarch64 with
+# the gcc driver already links a non-PIE static executable; forcing relocation-model=static
+# there made it 3.6 KB larger.)
+CARGO_X86_64  = --config 'target.$(T_X86_64).rustflags=["-C","relocation-model=static"]'
+# -z norelro on aarch64 and mipsel: their ld pads the RELRO segment to a 64 KiB max page size
+# (zeros, up to 64 KiB). armv7's ld aligns to 4 KiB, so RELRO costs it under a page: kept.
+CARGO_AARCH64 = --config 'target.$(T_AARCH64).linker="aarch64-linux-gnu-gcc"' \
+                --config 'target.$(T_AARCH64).runner="qemu-aarch64-static"' \
+                --config 'target.$(T_AARCH64).rustflags=["-C","link-arg=-Wl,-z,norelro"]'
+CARGO_ARMV7   = --config 'target.$(T_ARMV7).linker="arm-linux-gnueabihf-gcc"' \
+                --config 'target.$(T_ARMV7).runner="qemu-arm-static"' \
+                --config 'target.$(T_ARMV7).rustflags=["-L","native=$(CROSS_SYSROOT)/$(T_ARMV7)"]'
+# mips*-musl targets link dynamically unless told +crt-static.
+CARGO_MIPSEL  = --config 'target.$(T_MIPSEL).linker="mipsel-linux-gnu-gcc"' \
+                --config 'target.$(T_MIPSEL).runner="qemu-mipsel-static"' \
+                --config 'target.$(T_MIPSEL).rustflags=["-C","target-feature=+crt-static","-C","link-arg=-Wl,-z,norelro","-L","native=$(CROSS_SYSROOT)/$(T_MIPSEL)"]'
+
+BIN_X86_64  := $(CROSS_OUT)/$(T_X86_64)/release/tern
+BIN_AARCH64 := $(CROSS_OUT)/$(T_AARCH64)/release/tern
+BIN_ARMV7   := $(CROSS_OUT)/$(T_ARMV7)/release/tern
+BIN_MIPSEL  := $(CROSS_OUT)/$(T_MIPSEL)/release/tern
+
+CHECK_ELF := sh $(CROSS_BUILD)/check-elf.sh
+
+.PHONY: static cross-aarch64 cross-armv7 cross-mipsel cross-all size bloat rss cross-test \
+        cross-test-aarch64 cross-test-armv7 cross-test-mipsel boards-check \
+        cross-deps-x86_64 cross-deps-aarch64 cross-deps-armv7 cross-deps-mipsel cross-sysroots
+
+# ---- what each target needs -------------------------------------------------------------
+
+cross-deps-x86_64:
+	@$(CROSS_ENSURE) apt cc=gcc
+	@$(CROSS_ENSURE) target stable $(T_X86_64)
+
+cross-deps-aarch64:
+	@$(CROSS_ENSURE) apt aarch64-linux-gnu-gcc=gcc-aarch64-linux-gnu qemu-aarch64-static=qemu-user-static
+	@$(CROSS_ENSURE) target stable $(T_AARCH64)
+
+cross-deps-armv7: $(CROSS_SYSROOT)/$(T_ARMV7)/.done
+	@$(CROSS_ENSURE) apt arm-linux-gnueabihf-gcc=gcc-arm-linux-gnueabihf qemu-arm-static=qemu-user-static
+	@$(CROSS_ENSURE) rust-src $(CROSS_NIGHTLY)
+
+cross-deps-mipsel: $(CROSS_SYSROOT)/$(T_MIPSEL)/.done
+	@$(CROSS_ENSURE) apt mipsel-linux-gnu-gcc=gcc-mipsel-linux-gnu qemu-mipsel-static=qemu-user-static
+	@$(CROSS_ENSURE) rust-src $(CROSS_NIGHTLY)
+
+cross-sysroots: $(CROSS_SYSROOT)/$(T_ARMV7)/.done $(CROSS_SYSROOT)/$(T_MIPSEL)/.done
+
+# A sysroot is rebuilt when its script or the stub changes; cargo does not track these
+# archives, so the binary built against the old one is removed to force a relink.
+$(CROSS_SYSROOT)/$(T_ARMV7)/.done: $(CROSS_BUILD)/cross-sysroot.sh
+	@$(CROSS_ENSURE) apt arm-linux-gnueabihf-gcc=gcc-arm-linux-gnueabihf qemu-arm-static=qemu-user-static dpkg-source=dpkg-dev
+	rm -f $@ $(BIN_ARMV7)
+	CROSS_SYSROOT=$(CROSS_SYSROOT) $(CROSS_NICE) sh $(CROSS_BUILD)/cross-sysroot.sh $(T_ARMV7)
+
+$(CROSS_SYSROOT)/$(T_MIPSEL)/.done: $(CROSS_BUILD)/cross-sysroot.sh $(CROSS_BUILD)/unwind_stub.c
+	@$(CROSS_ENSURE) apt mipsel-linux-gnu-gcc=gcc-mipsel-linux-gnu qemu-mipsel-static=qemu-user-static dpkg-source=dpkg-dev make=make
+	rm -f $@ $(BIN_MIPSEL)
+	CROSS_SYSROOT=$(CROSS_SYSROOT) $(CROSS_NICE) sh $(CROSS_BUILD)/cross-sysroot.sh $(T_MIPSEL)
+
+# ---- release builds ---------------------------------------------------------------------
+
+static: cross-deps-x86_64
+	$(CROSS_CARGO) build --release --bin tern --target $(T_X86_64) $(CARGO_X86_64)
+	@$(CHECK_ELF) $(BIN_X86_64) x86_64
+
+cross-aarch64: cross-deps-aarch64
+	$(CROSS_CARGO) build --release --bin tern --target $(T_AARCH64) $(CARGO_AARCH64)
+	@$(CHECK_ELF) $(BIN_AARCH64) aarch64
+
+cross-armv7: cross-deps-armv7
+	$(CROSS_CARGO) +$(CROSS_NIGHTLY) build --release --bin tern --target $(T_ARMV7) $(BUILD_STD_RELEASE) $(CARGO_ARMV7)
+	@$(CHECK_ELF) $(BIN_ARMV7) armv7
+
+cross-mipsel: cross-deps-mipsel
+	$(CROSS_CARGO) +$(CROSS_NIGHTLY) build --release --bin tern --target $(T_MIPSEL) $(BUILD_STD_RELEASE) $(CARGO_MIPSEL)
+	@$(CHECK_ELF) $(BIN_MIPSEL) mipsel
+
+# One after the other (never -j): each build already uses both cores.
+cross-all:
+	@$(MAKE) --no-print-directory -j1 static cross-aarch64 cross-armv7 cross-mipsel
+
+# ---- size -------------------------------------------------------------------------------
+
+size:
+	@$(MAKE) --no-print-directory -j1 static cross-aarch64 cross-armv7 cross-mipsel >/dev/null
+	@sh $(CROSS_BUILD)/size.sh \
+	    "x86_64-musl $(BIN_X86_64) $(SIZE_MAX_X86_64)" \
+	    "aarch64 $(BIN_AARCH64) -" \
+	    "armv7 $(BIN_ARMV7) $(SIZE_MAX_ARMV7)" \
+	    "mipsel $(BIN_MIPSEL) -"
+
+# An unstripped copy in its own target dir, so the shipped binary is not rebuilt.
+bloat: cross-deps-x86_64
+	@$(CROSS_ENSURE) cargo-bin cargo-bloat cargo-bloat
+	CARGO_PROFILE_RELEASE_STRIP=false $(CROSS_CARGO) bloat --release --bin tern --target $(T_X86_64) \
+	    --target-dir $(CROSS_OUT)/bloat $(CARGO_X86_64) --crates -n 20
+
+# Idle memory of the static x86_64 binary next to the glibc release build (same sources).
+rss: static
+	$(CROSS_CARGO) build --release --bin tern
+	@bash $(CROSS_BUILD)/rss.sh "x86_64-musl=$(BIN_X86_64)" "glibc=$(CROSS_OUT)/release/tern"
+
+# ---- tests under qemu-user --------------------------------------------------------------
+
+# End-to-end test files run on armv7/aarch64: every tests/*.rs except those that need root,
+# loop devices and namespaces to run real containers (qemu-user cannot emulate clone() with
+# namespace flags, and they would run the host's kernel paths anyway, which `make test` covers).
+# durability_trace needs strace, which then traces the emulator: qemu-user maps each guest
+# syscall to the same host one, so the trace still proves the fsync order.
+CROSS_E2E_EXCLUDE ?= daemon_containers runtime_containers
+CROSS_E2E_TESTS   ?= $(filter-out $(CROSS_E2E_EXCLUDE),$(basename $(notdir $(wildcard tests/*.rs))))
+
+cross-test:
+	@case "$(TARGET)" in armv7|aarch64|mipsel) ;; \
+	 *) echo "usage: make cross-test TARGET=armv7|aarch64|mipsel" >&2; exit 2 ;; esac
+	@$(MAKE) --no-print-directory cross-test-$(TARGET)
+
+cross-test-aarch64: cross-deps-aarch64
+	$(CROSS_CARGO) test --target $(T_AARCH64) $(CARGO_AARCH64) --lib
+	$(CROSS_CARGO) test --target $(T_AARCH64) $(CARGO_AARCH64) --no-run $(addprefix --test ,$(CROSS_E2E_TESTS))
+	sh $(CROSS_BUILD)/binfmt.sh aarch64 -- \
+	    $(CROSS_CARGO) test --target $(T_AARCH64) $(CARGO_AARCH64) --no-fail-fast $(addprefix --test ,$(CROSS_E2E_TESTS))
+
+cross-test-armv7: cross-deps-armv7
+	$(CROSS_CARGO) +$(CROSS_NIGHTLY) test --target $(T_ARMV7) $(BUILD_STD_TEST) $(CARGO_ARMV7) --lib
+	$(CROSS_CARGO) +$(CROSS_NIGHTLY) test --target $(T_ARMV7) $(BUILD_STD_TEST) $(CARGO_ARMV7) --no-run $(addprefix --test ,$(CROSS_E2E_TESTS))
+	sh $(CROSS_BUILD)/binfmt.sh arm -- \
+	    $(CROSS_CARGO) +$(CROSS_NIGHTLY) test --target $(T_ARMV7) $(BUILD_STD_TEST) $(CARGO_ARMV7) --no-fail-fast $(addprefix --test ,$(CROSS_E2E_TESTS))
+
+# MIPS: a smoke run of the release binary (its unit tests need an unwinder for soft-float
+# MIPS that Debian does not ship; see board-configs/README.md).
+cross-test-mipsel: cross-mipsel
+	@$(CROSS_ENSURE) apt curl=curl
+	bash $(CROSS_BUILD)/smoke.sh --qemu qemu-mipsel-static $(BIN_MIPSEL)
+
+# ---- board configs ----------------------------------------------------------------------
+
+# A board file is a file of board-configs/ with an `# arch:` line (not demo/, build/, *.mk).
+BOARDS = $(notdir $(shell grep -ls '^\# *arch:' $(CURDIR)/board-configs/*))
+
+boards-check:
+	@$(CROSS_ENSURE) apt curl=curl
+	@set -e; for b in $(BOARDS); do \
+	    arch=$$(sed -n 's/^# *arch: *//p' board-configs/$$b); \
+	    case $$arch in \
+	    x86_64)  $(MAKE) --no-print-directory static >/dev/null; bin=$(BIN_X86_64); q= ;; \
+	    aarch64) $(MAKE) --no-print-directory cross-aarch64 >/dev/null; bin=$(BIN_AARCH64); q=qemu-aarch64-static ;; \
+	    armv7)   $(MAKE) --no-print-directory cross-armv7 >/dev/null; bin=$(BIN_ARMV7); q=qemu-arm-static ;; \
+	    mipsel)  $(MAKE) --no-print-directory cross-mipsel >/dev/null; bin=$(BIN_MIPSEL); q=qemu-mipsel-static ;; \
+	    *) echo "board-configs/$$b: no '# arch:' line" >&2; exit 1 ;; \
+	    esac; \
+	    echo "== $$b ($$arch)"; \
+	    bash $(CROSS_BUILD)/smoke.sh $${q:+--qemu $$q} --config board-configs/$$b $$bin; \
+	done

@@ -8,12 +8,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Prefix of every temporary file or directory the store creates.
 pub const TMP_PREFIX: &str = ".tmp-";
 
-static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+// usize, not u64: 32-bit MIPS has no 64-bit atomics (the name is also made unique by the pid
+// and opened with create_new, so a wrap on 32-bit targets is harmless).
+static TMP_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh temp path beside `target` (same directory, so the rename is atomic).
 pub fn temp_path_for(target: &Path) -> PathBuf {
