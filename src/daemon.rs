@@ -1,5 +1,7 @@
-//! `tern daemon`: load the config, open the storage, bind the control socket, run the loop.
-//! Exit codes: 0 clean shutdown, 1 start-up failure (storage, socket), 2 bad configuration.
+//! `tern daemon`: load the config, open the storage, bind the control socket, decide which
+//! revision this start runs, run the loop.
+//! Exit codes: 0 clean shutdown, 1 start-up failure (storage, socket), 2 bad configuration,
+//! 3 reboot and 4 power-off requested on a development host.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -7,44 +9,95 @@ use std::time::Instant;
 use crate::api::{Api, Running};
 use crate::cli::DaemonOpts;
 use crate::config::{Config, LoadOptions};
-use crate::engine::{Options, Supervisor};
+use crate::engine::Supervisor;
+use crate::engine::update::Update;
 use crate::logger;
+use crate::reactor::updates::{commit_delay, decide_boot, load_state, supervisor_options};
 use crate::reactor::{Exit, Fleet, Reactor, bind_control_socket};
 use crate::runtime::from_revision::Host;
+use crate::runtime::power::{Power, power};
 use crate::runtime::{ModeRequest, PvPaths};
-use crate::spec::{ParseOptions, parse_state_with};
+use crate::store::Progress;
 use crate::store::Storage;
-
-/// Exit code after the engine asked for a reboot and no reboot command is configured (a
-/// development host): the caller decides what a reboot means.
-pub const EXIT_REBOOT: u8 = 3;
+use crate::store::boot::{Boot, BootStore};
 
 /// The revision to run: its state parsed and its machines built, all INSTALLED.
-fn load_revision(storage: &Storage, config: &Config, rev: &str) -> Result<Running, String> {
-    let bytes = storage
-        .trails
-        .read_state(rev)
-        .map_err(|e| format!("cannot read the state of revision {rev}: {e}"))?;
-    let opts = ParseOptions {
-        goals_timeout: u32::try_from(config.get_u64("PV_UPDATER_GOALS_TIMEOUT"))
-            .unwrap_or(u32::MAX),
-    };
-    let state = parse_state_with(&bytes, &opts)
-        .map_err(|e| format!("revision {rev}: state JSON has bad format: {e}"))?;
+fn load_revision(api: &Api, rev: &str) -> Result<Running, String> {
+    let (_, state) = load_state(api, rev).map_err(|e| format!("revision {rev}: {e}"))?;
     for w in &state.warnings {
         log::warn!("revision {rev}: {w}");
     }
-    let supervisor = Supervisor::new(
-        &state,
-        Options {
-            stop_grace: std::time::Duration::from_secs(config.get_u64("TERN_STOP_GRACE")),
-        },
-    );
+    let supervisor = Supervisor::new(&state, supervisor_options(&api.config));
     Ok(Running {
         rev: rev.to_string(),
         state,
         supervisor,
     })
+}
+
+/// Which revision this start runs (research §4.2, with Tern keeping the bootloader's
+/// bookkeeping): the committed one, a try for the first time (as an update in progress), or,
+/// when a try was started before and never committed, the committed one again with the try
+/// marked failed.
+fn boot_revision(api: &mut Api) {
+    let trails = &api.storage.trails;
+    let current = trails.current().unwrap_or_else(|| "0".into());
+    let store = BootStore::new(api.storage.root());
+    let (boot, env) = decide_boot(&store, &current);
+    let (rev, trying) = match boot {
+        Boot::Committed(rev) => (rev, None),
+        Boot::Try(rev) => {
+            log::info!("boot: trying revision {rev} (committed: {})", env.rev);
+            (rev.clone(), Some(rev))
+        }
+        Boot::RolledBack { run, failed } => {
+            log::warn!("boot: revision {failed} was tried and not committed; back to {run}");
+            let last = trails.read_progress(&failed).unwrap_or_default();
+            let last: serde_json::Value = serde_json::from_slice(&last).unwrap_or_default();
+            let final_status = matches!(
+                last.get("status").and_then(|s| s.as_str()),
+                Some("DONE" | "UPDATED" | "WONTGO" | "ERROR")
+            );
+            if !final_status {
+                let p = Progress::new("ERROR", "Unexpected rollback", 100);
+                if let Err(e) = trails.write_progress(&failed, &p) {
+                    log::error!("boot: cannot write the progress of {failed}: {e}");
+                }
+            }
+            (run, None)
+        }
+    };
+    let mut running = load_revision(api, &rev);
+    if let (Err(e), Some(t)) = (&running, &trying) {
+        // A try that cannot even be parsed fails at once; the committed revision runs.
+        log::error!("boot: {e}");
+        let p = Progress::new("ERROR", "Internal error", 100);
+        let _ = api.storage.trails.write_progress(t, &p);
+        let mut back = env.clone();
+        back.try_rev = None;
+        back.tried = false;
+        let _ = store.save(&back);
+        running = load_revision(api, &env.rev);
+    }
+    match running {
+        Ok(mut run) => {
+            if let Err(e) = api.storage.trails.set_current(&run.rev) {
+                log::error!("boot: cannot point trails/current at {}: {e}", run.rev);
+            }
+            if let Some(t) = trying.filter(|t| *t == run.rev) {
+                run.supervisor.set_updating(true);
+                let p = Update::trying();
+                if let Err(e) = api.storage.trails.write_progress(&t, &p) {
+                    log::error!("boot: cannot write the progress of {t}: {e}");
+                }
+                log::info!("update {t}: {} {}", p.status, p.status_msg);
+                api.update = Some(Update::new(&t, true, env.once, commit_delay(&api.config)));
+            }
+            api.running = Some(run);
+        }
+        // Serve the API anyway, so the device can still be inspected and repaired.
+        Err(e) => log::error!("daemon: {e}; no container runs"),
+    }
 }
 
 fn host_of(config: &Config, storage: &Storage, socket: &std::path::Path) -> Host {
@@ -119,18 +172,13 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         log::warn!("daemon: cannot become a child subreaper: {e}");
     }
-    let revision = storage.trails.current().unwrap_or_else(|| "0".into());
     let fleet = Fleet::new(host_of(&config, &storage, &socket));
-    let running = match load_revision(&storage, &config, &revision) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            // Serve the API anyway, so the device can still be inspected and repaired.
-            log::error!("daemon: {e}; no container runs");
-            None
-        }
-    };
     let mut api = Api::new(storage, config, Instant::now());
-    api.running = running;
+    boot_revision(&mut api);
+    let revision = api
+        .running
+        .as_ref()
+        .map_or("none".into(), |r| r.rev.clone());
     api.rebuild_meta_views();
     let reload_opts = opts.clone();
     let reload = Box::new(move || load_config(&reload_opts));
@@ -152,32 +200,11 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
             log::info!("daemon: stopped");
             ExitCode::SUCCESS
         }
-        Ok(Exit::Reboot(reason)) => reboot(&reason, reactor.config()),
+        Ok(Exit::Reboot(reason)) => power(Power::Reboot, &reason, reactor.config()),
+        Ok(Exit::Poweroff(reason)) => power(Power::Poweroff, &reason, reactor.config()),
         Err(e) => {
             log::error!("daemon: loop failed: {e}");
             ExitCode::from(1)
         }
     }
-}
-
-/// Every container is down: flush the file systems, then reboot through the board's command,
-/// the kernel when Tern is PID 1, or else exit with [`EXIT_REBOOT`] for whoever started it.
-fn reboot(reason: &str, config: &Config) -> ExitCode {
-    nix::unistd::sync();
-    if let Some(cmd) = config.get("TERN_REBOOT_CMD").filter(|c| !c.is_empty()) {
-        log::error!("daemon: rebooting ({reason}) with: {cmd}");
-        match std::process::Command::new("/bin/sh").args(["-c", cmd]).status() {
-            Ok(s) if s.success() => return ExitCode::from(EXIT_REBOOT),
-            Ok(s) => log::error!("daemon: reboot command failed: {s}"),
-            Err(e) => log::error!("daemon: reboot command failed: {e}"),
-        }
-    } else if std::process::id() == 1 {
-        log::error!("daemon: rebooting ({reason})");
-        // Only returns on failure.
-        let Err(e) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
-        log::error!("daemon: reboot failed: {e}");
-    } else {
-        log::error!("daemon: reboot requested ({reason}); exiting with code {EXIT_REBOOT}");
-    }
-    ExitCode::from(EXIT_REBOOT)
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::rootfs::{prerequisites, static_busybox, which};
+use common::rootfs::{static_busybox, which};
 use nix::mount::{MntFlags, umount2};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -38,15 +38,6 @@ const APPLETS: &[&str] = &[
 
 // ---------------------------------------------------------------------------------------------
 // Prerequisites
-
-macro_rules! require {
-    ($name:expr) => {
-        if let Err(why) = prerequisites() {
-            println!("SKIP {}: {}", $name, why);
-            return;
-        }
-    };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Guards
@@ -320,7 +311,7 @@ fn secs(n: u64) -> Duration {
 
 #[test]
 fn isolated_init_is_pid_1_with_its_hostname_and_sees_only_its_processes() {
-    require!("isolated_init_is_pid_1_with_its_hostname_and_sees_only_its_processes");
+    require_containers!("isolated_init_is_pid_1_with_its_hostname_and_sees_only_its_processes");
     let fx = Fixture::new("pid1");
     let host_pid = std::process::id();
     let script = format!(
@@ -364,7 +355,7 @@ fn isolated_init_is_pid_1_with_its_hostname_and_sees_only_its_processes() {
 
 #[test]
 fn private_network_has_only_loopback_and_it_is_up() {
-    require!("private_network_has_only_loopback_and_it_is_up");
+    require_containers!("private_network_has_only_loopback_and_it_is_up");
     let fx = Fixture::new("net");
     let mut spec = fx
         .spec("echo ifaces=$(grep -c : /proc/net/dev); echo flags=$(cat /sys/class/net/lo/flags)");
@@ -378,7 +369,7 @@ fn private_network_has_only_loopback_and_it_is_up() {
 
 #[test]
 fn mgmt_view_shows_the_run_dir_read_only() {
-    require!("mgmt_view_shows_the_run_dir_read_only");
+    require_containers!("mgmt_view_shows_the_run_dir_read_only");
     let fx = Fixture::new("mgmt");
     let mut spec = fx.spec(
         "cat /pantavisor/device-id; test -S /pantavisor/pv-ctrl && echo ctrl=socket; \
@@ -398,7 +389,7 @@ fn mgmt_view_shows_the_run_dir_read_only() {
 
 #[test]
 fn conf_mount_entries_and_volumes_are_applied() {
-    require!("conf_mount_entries_and_volumes_are_applied");
+    require_containers!("conf_mount_entries_and_volumes_are_applied");
     let fx = Fixture::new("conf");
     let shared = fx.dir.path().join("shared");
     fs::create_dir_all(&shared).unwrap();
@@ -448,7 +439,7 @@ fn conf_mount_entries_and_volumes_are_applied() {
 
 #[test]
 fn exec_failure_is_reported_on_the_console_with_status_127() {
-    require!("exec_failure_is_reported_on_the_console_with_status_127");
+    require_containers!("exec_failure_is_reported_on_the_console_with_status_127");
     let fx = Fixture::new("noexec");
     let mut spec = fx.spec("");
     spec.init = vec!["/bin/nope".into()];
@@ -489,7 +480,7 @@ fn write_then_read(fx: &Fixture, persistence: Persistence, second_rev: &str) -> 
 
 #[test]
 fn permanent_overlay_keeps_a_file_across_teardown_and_relaunch() {
-    require!("permanent_overlay_keeps_a_file_across_teardown_and_relaunch");
+    require_containers!("permanent_overlay_keeps_a_file_across_teardown_and_relaunch");
     let fx = Fixture::new("perm");
     assert_eq!(write_then_read(&fx, Persistence::Permanent, "1"), "kept");
     let upper = fx
@@ -502,7 +493,7 @@ fn permanent_overlay_keeps_a_file_across_teardown_and_relaunch() {
 
 #[test]
 fn revision_overlay_is_kept_per_revision() {
-    require!("revision_overlay_is_kept_per_revision");
+    require_containers!("revision_overlay_is_kept_per_revision");
     let fx = Fixture::new("rev");
     assert_eq!(write_then_read(&fx, Persistence::Revision, "0"), "kept");
     assert_eq!(write_then_read(&fx, Persistence::Revision, "1"), "absent");
@@ -510,7 +501,7 @@ fn revision_overlay_is_kept_per_revision() {
 
 #[test]
 fn boot_overlay_loses_a_file_across_teardown_and_relaunch() {
-    require!("boot_overlay_loses_a_file_across_teardown_and_relaunch");
+    require_containers!("boot_overlay_loses_a_file_across_teardown_and_relaunch");
     let fx = Fixture::new("boot");
     assert_eq!(write_then_read(&fx, Persistence::Boot, "0"), "absent");
     assert!(
@@ -524,7 +515,7 @@ fn boot_overlay_loses_a_file_across_teardown_and_relaunch() {
 
 #[test]
 fn console_lands_in_the_log_and_rotates_at_a_small_cap() {
-    require!("console_lands_in_the_log_and_rotates_at_a_small_cap");
+    require_containers!("console_lands_in_the_log_and_rotates_at_a_small_cap");
     let fx = Fixture::new("log");
     let mut spec = fx.spec("for i in $(seq 0 199); do echo line-$i-abcdefghij; done");
     spec.console_cap = 1024;
@@ -577,7 +568,7 @@ fn stop_by_cgroup(c: &mut Running) {
 
 #[test]
 fn sigterm_is_ignored_by_a_shell_init_and_cgroup_kill_empties_the_cgroup() {
-    require!("sigterm_is_ignored_by_a_shell_init_and_cgroup_kill_empties_the_cgroup");
+    require_containers!("sigterm_is_ignored_by_a_shell_init_and_cgroup_kill_empties_the_cgroup");
     let fx = Fixture::new("stop");
     let mut c = Running::launch(&fx.spec("sleep 1000 & sleep 1000 & echo started; wait"));
     stop_by_cgroup(&mut c);
@@ -585,7 +576,7 @@ fn sigterm_is_ignored_by_a_shell_init_and_cgroup_kill_empties_the_cgroup() {
 
 #[test]
 fn cgroup_v1_kill_empties_the_cgroup() {
-    require!("cgroup_v1_kill_empties_the_cgroup");
+    require_containers!("cgroup_v1_kill_empties_the_cgroup");
     let pids_root = fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
@@ -614,7 +605,7 @@ fn cgroup_v1_kill_empties_the_cgroup() {
 
 #[test]
 fn teardown_leaves_no_mount_and_releases_the_loop_device() {
-    require!("teardown_leaves_no_mount_and_releases_the_loop_device");
+    require_containers!("teardown_leaves_no_mount_and_releases_the_loop_device");
     let fx = Fixture::new("teardown");
     let spec = fx.spec("true");
     let mut c = Running::launch(&spec);
@@ -740,7 +731,7 @@ fn is_zombie(pid: i32) -> bool {
 
 #[test]
 fn auto_mode_is_isolated_here_and_reports_no_fallback() {
-    require!("auto_mode_is_isolated_here_and_reports_no_fallback");
+    require_containers!("auto_mode_is_isolated_here_and_reports_no_fallback");
     let fx = Fixture::new("auto");
     let mut spec = fx.spec("true");
     spec.mode = ModeRequest::Auto;

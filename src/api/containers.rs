@@ -43,7 +43,10 @@ fn running(api: &Api) -> Result<&Running, ApiError> {
 }
 
 pub fn list(api: &Api) -> Result<Response, ApiError> {
-    Ok(Response::json(200, running(api)?.supervisor.containers_json()))
+    Ok(Response::json(
+        200,
+        running(api)?.supervisor.containers_json(),
+    ))
 }
 
 pub fn groups(api: &Api) -> Result<Response, ApiError> {

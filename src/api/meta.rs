@@ -37,11 +37,7 @@ pub(super) fn view(api: &Api, kind: MetaKind) -> &MetaView {
 
 pub(super) fn own_device_meta(api: &Api) -> Vec<(&'static str, String)> {
     let revision = api.storage.trails.current().unwrap_or_else(|| "0".into());
-    let mode = if revision.starts_with("locals/") || !api.config.get_bool("PV_CONTROL_REMOTE") {
-        "local"
-    } else {
-        "remote"
-    };
+    let mode = if api.remote_mode() { "remote" } else { "local" };
     let reserved = api.config.get_u64("PV_STORAGE_GC_RESERVED");
     vec![
         // The lowest group status; a revision with no containers is READY at once.

@@ -4,8 +4,10 @@
 //! Handlers are plain functions of (state, request) → response; they never see a socket.
 
 mod caller;
+pub mod commands;
 mod containers;
 mod error;
+pub mod gc;
 mod info;
 mod meta;
 mod objects;
@@ -21,6 +23,7 @@ pub use route::{MetaKind, Route, route};
 pub use sink::{Sink, SinkError};
 
 use crate::config::Config;
+use crate::engine::update::Update;
 use crate::engine::{Action, Supervisor};
 use crate::http::{RequestHead, Response};
 use crate::spec::State;
@@ -70,6 +73,12 @@ pub struct Api {
     /// Metadata as files in the run dir, for containers.
     pub user_view: MetaView,
     pub device_view: MetaView,
+    /// The update being tried, from its transition to its commit or rollback.
+    pub update: Option<Update>,
+    /// The single command slot of `POST /commands`; the reactor empties it.
+    pub command: Option<commands::Command>,
+    /// GO_REMOTE was accepted.
+    pub go_remote: bool,
 }
 
 impl Api {
@@ -83,7 +92,27 @@ impl Api {
             actions: Vec::new(),
             user_view: MetaView::new(&run_dir, "user-meta"),
             device_view: MetaView::new(&run_dir, "device-meta"),
+            update: None,
+            command: None,
+            go_remote: false,
         }
+    }
+
+    /// Remote mode unless the config disables it or a local revision runs (Pantavisor's rule;
+    /// `PV_CONTROL_REMOTE_ALWAYS` keeps it remote anyway), or GO_REMOTE was accepted.
+    pub fn remote_mode(&self) -> bool {
+        let running_local = self
+            .running
+            .as_ref()
+            .is_some_and(|r| r.rev.starts_with("locals/"));
+        self.go_remote
+            || (self.config.get_bool("PV_CONTROL_REMOTE")
+                && (!running_local || self.config.get_bool("PV_CONTROL_REMOTE_ALWAYS")))
+    }
+
+    /// An update is between its transition and its commit or rollback.
+    pub fn update_in_progress(&self) -> bool {
+        self.update.is_some()
     }
 
     /// Write every metadata key into the run dir views (at start, and when the supervisor's
@@ -141,7 +170,9 @@ impl Api {
             Route::ObjectPut(sha) => objects::plan_put(self, sha, declared),
             Route::StepPut(_) => steps::plan_put(self, declared),
             Route::CommitMsgPut(_) => Ok(Sink::memory(MAX_COMMITMSG_BYTES)),
-            Route::MetaPut(..) | Route::Signal => Ok(Sink::memory(MAX_META_BYTES)),
+            Route::MetaPut(..) | Route::Signal | Route::Commands => {
+                Ok(Sink::memory(MAX_META_BYTES))
+            }
             Route::ContainerPut(_) => Ok(Sink::memory(containers::MAX_ACTION_BYTES)),
             _ => Ok(Sink::memory(MAX_IGNORED_BODY)),
         };
@@ -179,6 +210,8 @@ impl Api {
             Route::ContainerPut(name) => containers::put(self, &name, memory_body(&sink)),
             Route::GroupsList => containers::groups(self),
             Route::Signal => containers::signal(self, &caller.owner, memory_body(&sink)),
+            Route::Commands => commands::post(self, memory_body(&sink)),
+            Route::StorageGc => gc::run(self),
         };
         result.unwrap_or_else(ApiError::into_response)
     }

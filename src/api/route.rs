@@ -34,6 +34,8 @@ pub enum Route {
     ContainerPut(String),
     GroupsList,
     Signal,
+    Commands,
+    StorageGc,
 }
 
 impl Route {
@@ -99,6 +101,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         ["containers", name] => only(m, "PUT", Route::ContainerPut((*name).to_string())),
         ["groups"] => only(m, "GET", Route::GroupsList),
         ["signal"] => only(m, "POST", Route::Signal),
+        ["commands"] => only(m, "POST", Route::Commands),
+        ["storage", "gc"] => only(m, "POST", Route::StorageGc),
         _ => Err(unknown()),
     }
 }

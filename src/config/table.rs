@@ -17,6 +17,7 @@ const SECUREBOOT_MODES: &[&str] = &["disabled", "audit", "lenient", "strict"];
 /// System init modes, indexed by Pantavisor's number.
 const INIT_MODES: &[&str] = &["embedded", "standalone", "appengine"];
 const CONTAINER_MODES: &[&str] = &["auto", "isolated", "process"];
+const DEV_REBOOTS: &[&str] = &["exit", "reexec"];
 /// Watchdog modes, indexed by Pantavisor's number.
 const WDT_MODES: &[&str] = &["disabled", "shutdown", "startup", "always"];
 
@@ -201,6 +202,8 @@ pub(crate) const KEYS: &[KeyDef] = &[
     one_of("TERN_CONTAINER_MODE", None, CONTAINER_MODES, "auto"),
     int("TERN_STOP_GRACE", None, "5", 0, 3_600),
     int("TERN_CONSOLE_MAXSIZE", None, "2097152", 4_096, INT_MAX),
+    one_of("TERN_DEV_REBOOT", None, DEV_REBOOTS, "exit"),
+    int("TERN_GC_GRACE", None, "600", 0, INT_MAX),
 ];
 
 /// Further names Pantavisor accepts on input only (never printed).

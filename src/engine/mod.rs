@@ -13,6 +13,7 @@ pub mod group;
 pub mod json;
 pub mod recovery;
 pub mod supervisor;
+pub mod update;
 
 use std::fmt;
 use std::time::{Duration, Instant};

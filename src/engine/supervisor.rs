@@ -166,6 +166,52 @@ impl Supervisor {
         out
     }
 
+    /// Stop these containers quietly (no recovery follows): the first half of a non-reboot
+    /// transition.
+    pub fn stop(&mut self, names: &[String], now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        for name in names {
+            if let Some(i) = self.index(name) {
+                self.step(i, Input::Stop, now, &mut out);
+            }
+        }
+        self.settle(now, &mut out);
+        out
+    }
+
+    /// Whether none of these containers has a process left (STOPPED, or never started).
+    pub fn are_down(&self, names: &[String]) -> bool {
+        self.containers
+            .iter()
+            .filter(|c| names.iter().any(|n| n == c.name()))
+            .all(|c| c.pid.is_none() && !matches!(c.status, Status::Starting | Status::Stopping))
+    }
+
+    /// The second half: machines for `state` where the containers named in `keep` continue
+    /// from `previous` (same status, pid, timers, recovery counters), the rest INSTALLED.
+    pub fn carry_over(
+        state: &State,
+        opts: Options,
+        previous: &Supervisor,
+        keep: &[String],
+    ) -> Supervisor {
+        let mut next = Supervisor::new(state, opts);
+        for c in next.containers.iter_mut() {
+            if !keep.iter().any(|k| k == c.name()) {
+                continue;
+            }
+            if let Some(old) = previous.container(c.name()) {
+                let cfg = c.cfg.clone();
+                *c = old.clone();
+                c.cfg = cfg;
+            }
+        }
+        next.group_status = (0..next.groups.len())
+            .map(|g| group::group_status(&next.members(g)))
+            .collect();
+        next
+    }
+
     /// `PUT /containers/{name}` with `body`, after the caller was found to be mgmt.
     pub fn api(&mut self, name: &str, body: &[u8], now: Instant) -> Result<Vec<Action>, Refusal> {
         let i = self.index(name).ok_or(api::NOT_FOUND)?;

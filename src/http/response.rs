@@ -111,6 +111,8 @@ impl Response {
                 h.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
             }
             Body::File(_) => {}
+            // 204 and 304 carry no body and, per RFC 9110, no Content-Length either.
+            Body::Empty if matches!(self.status, 204 | 304) => {}
             Body::Empty => h.extend_from_slice(b"Content-Length: 0\r\n"),
             Body::Bytes(b) => {
                 h.extend_from_slice(format!("Content-Length: {}\r\n", b.len()).as_bytes())

@@ -61,14 +61,18 @@ struct Live {
 pub enum Exit {
     /// SIGTERM/SIGINT: containers were stopped first.
     Signal,
-    /// The engine found a failure only a reboot can cure.
+    /// The engine found a failure only a reboot can cure, an update needs the reboot path,
+    /// or a client asked for it.
     Reboot(String),
+    /// POWEROFF_DEVICE.
+    Poweroff(String),
 }
 
 pub struct Fleet {
     host: Host,
     live: HashMap<usize, Live>,
     timer_generation: Vec<[u64; 4]>,
+    names: Vec<String>,
     /// Set when the loop must end once every container is down.
     pub exit: Option<Exit>,
 }
@@ -86,6 +90,7 @@ impl Fleet {
             host,
             live: HashMap::new(),
             timer_generation: Vec::new(),
+            names: Vec::new(),
             exit: None,
         }
     }
@@ -99,11 +104,20 @@ impl Fleet {
         self.live.is_empty()
     }
 
-    fn index(run: &Running, name: &str) -> Option<usize> {
-        run.supervisor
-            .containers()
-            .iter()
-            .position(|c| c.name() == name)
+    /// The container's id: a small number that stays the same across revisions for the
+    /// life of the process (console tokens and timer deadlines carry it).
+    fn id(&mut self, name: &str) -> usize {
+        match self.names.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => {
+                self.names.push(name.to_string());
+                self.names.len() - 1
+            }
+        }
+    }
+
+    pub fn name(&self, id: usize) -> Option<&str> {
+        self.names.get(id).map(String::as_str)
     }
 
     /// Carry out one engine action.
@@ -144,33 +158,30 @@ impl Fleet {
                 container,
                 pid,
                 sig,
-            } => self.signal(run, &container, pid, sig),
+            } => self.signal(&container, pid, sig),
             Action::Unmount { container } => {
-                if let Some(i) = Self::index(run, &container) {
-                    self.stop_and_teardown(i, registry, now, fx);
-                }
+                let i = self.id(&container);
+                self.stop_and_teardown(i, registry, now, fx);
             }
             Action::ArmTimer {
                 container,
                 kind,
                 at,
             } => {
-                if let Some(i) = Self::index(run, &container) {
-                    let generation = self.bump(i, kind);
-                    fx.deadlines.push((
-                        at,
-                        FleetDue::Timer {
-                            container: i,
-                            kind: kind.index(),
-                            generation,
-                        },
-                    ));
-                }
+                let i = self.id(&container);
+                let generation = self.bump(i, kind);
+                fx.deadlines.push((
+                    at,
+                    FleetDue::Timer {
+                        container: i,
+                        kind: kind.index(),
+                        generation,
+                    },
+                ));
             }
             Action::CancelTimer { container, kind } => {
-                if let Some(i) = Self::index(run, &container) {
-                    self.bump(i, kind);
-                }
+                let i = self.id(&container);
+                self.bump(i, kind);
             }
             Action::RequestReboot { reason } => {
                 log::error!("supervisor: reboot requested: {reason}");
@@ -197,7 +208,7 @@ impl Fleet {
     }
 
     fn spawn(&mut self, name: &str, run: &Running, registry: &Registry) -> Result<i32, String> {
-        let i = Self::index(run, name).ok_or("not in the revision")?;
+        let i = self.id(name);
         let c = run
             .state
             .containers
@@ -243,16 +254,15 @@ impl Fleet {
         Ok(pid)
     }
 
-    fn signal(&mut self, run: &Running, name: &str, pid: i32, sig: Sig) {
-        let Some(live) = Self::index(run, name).and_then(|i| self.live.get(&i)) else {
+    fn signal(&mut self, name: &str, pid: i32, sig: Sig) {
+        let i = self.id(name);
+        let Some(live) = self.live.get(&i) else {
             return;
         };
         let l = &live.launched;
         let result = match sig {
             Sig::Kill => l.kill_all(),
-            Sig::Term if l.mode == Mode::Process => {
-                runtime::signal_group(l.pid, Signal::SIGTERM)
-            }
+            Sig::Term if l.mode == Mode::Process => runtime::signal_group(l.pid, Signal::SIGTERM),
             Sig::Term => runtime::signal(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM),
         };
         if let Err(e) = result {

@@ -8,6 +8,7 @@ mod conn;
 mod deadlines;
 mod fleet;
 pub mod signals;
+pub mod updates;
 
 pub use fleet::{Exit, Fleet};
 
@@ -25,10 +26,10 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use crate::api::{Api, Caller};
 use crate::config::Config;
 use crate::engine::{Action, Event, TimerKind};
-use fleet::{CONSOLE_BASE, Effects, FleetDue};
 use crate::http::{Limits, Response, Version};
 use conn::{Conn, Status, Timeouts};
 use deadlines::Deadlines;
+use fleet::{CONSOLE_BASE, Effects, FleetDue};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -49,6 +50,8 @@ enum Due {
     Fleet(FleetDue),
     /// Containers had their grace to stop on shutdown; kill what is left.
     ShutdownGrace,
+    /// The commit delay (or a stability re-check) of the update being tried.
+    Commit { generation: u64 },
 }
 
 struct Slot {
@@ -72,6 +75,14 @@ pub struct Reactor {
     fleet: Fleet,
     /// The listener is closed and the loop ends once every container is down.
     shutting_down: bool,
+    /// A non-reboot transition waiting for its containers to stop.
+    pending: Option<updates::Pending>,
+    /// Failures the engine reported during an update (they roll back instead of rebooting).
+    failures: Vec<String>,
+    /// Re-entrancy guard of [`Reactor::check_update`].
+    checking: bool,
+    /// Only the latest commit deadline counts.
+    commit_generation: u64,
 }
 
 /// Bind the control socket at `path`. A stale socket file from a previous run is replaced, but
@@ -139,6 +150,10 @@ impl Reactor {
             reload,
             fleet,
             shutting_down: false,
+            pending: None,
+            failures: Vec::new(),
+            checking: false,
+            commit_generation: 0,
         })
     }
 
@@ -154,6 +169,7 @@ impl Reactor {
         };
         let actions = run.supervisor.handle(event, now);
         self.execute(actions, now);
+        self.check_update(now);
     }
 
     /// Execute actions until the engine has nothing more to say (results of actions are
@@ -162,9 +178,18 @@ impl Reactor {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
             if let Action::RevisionStatus { status } = &action
-                && let Err(e) = self.api.device_view.set("pantavisor.status", status.as_str())
+                && let Err(e) = self
+                    .api
+                    .device_view
+                    .set("pantavisor.status", status.as_str())
             {
                 log::warn!("meta: cannot update pantavisor.status in the run dir: {e}");
+            }
+            if let Action::RequestRollback { reason } = &action
+                && self.api.update.is_some()
+            {
+                self.failures.push(reason.clone());
+                continue;
             }
             let Some(run) = self.api.running.as_mut() else {
                 return;
@@ -181,11 +206,16 @@ impl Reactor {
         }
     }
 
-    /// Actions queued by API handlers (container start/stop, ready signal).
+    /// Actions queued by API handlers (container start/stop, ready signal), and the command
+    /// `POST /commands` accepted.
     fn drain_api_actions(&mut self, now: Instant) {
         if !self.api.actions.is_empty() {
             let actions = std::mem::take(&mut self.api.actions);
             self.execute(actions, now);
+            self.check_update(now);
+        }
+        if let Some(cmd) = self.api.command.take() {
+            self.run_command(cmd, now);
         }
     }
 
@@ -387,6 +417,7 @@ impl Reactor {
                 Due::Accept if !self.shutting_down => self.accept_all(now),
                 Due::Accept => {}
                 Due::Fleet(due) => self.fleet_due(due, now),
+                Due::Commit { generation } => self.commit_due(generation, now),
                 Due::ShutdownGrace => {
                     let mut fx = Effects::default();
                     self.fleet.kill_all(self.poll.registry(), now, &mut fx);
@@ -402,7 +433,7 @@ impl Reactor {
                 Due::Conn { slot, generation } => slots
                     .get(*slot)
                     .is_some_and(|s| s.generation == *generation && s.conn.is_some()),
-                Due::Accept | Due::Fleet(_) | Due::ShutdownGrace => true,
+                Due::Accept | Due::Fleet(_) | Due::ShutdownGrace | Due::Commit { .. } => true,
             });
         }
     }
@@ -418,12 +449,7 @@ impl Reactor {
                 if !self.fleet.timer_is_current(container, kind, generation) {
                     return;
                 }
-                let name = self.api.running.as_ref().and_then(|r| {
-                    r.supervisor
-                        .containers()
-                        .get(container)
-                        .map(|c| c.name().to_string())
-                });
+                let name = self.fleet.name(container).map(str::to_string);
                 if let (Some(container), Some(&kind)) = (name, TimerKind::ALL.get(kind)) {
                     fx.events.push(Event::Timer { container, kind });
                 }
@@ -433,7 +459,8 @@ impl Reactor {
                     .try_teardown(container, self.poll.registry(), now, &mut fx)
             }
             FleetDue::Pump { container } => {
-                self.fleet.pump(container, self.poll.registry(), now, &mut fx)
+                self.fleet
+                    .pump(container, self.poll.registry(), now, &mut fx)
             }
         }
         self.push_effects(fx, now);

@@ -34,6 +34,7 @@ mod loopdev;
 pub mod lxc_conf;
 mod mounts;
 mod plan;
+pub mod power;
 mod process;
 mod spec;
 

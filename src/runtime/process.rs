@@ -23,11 +23,14 @@ use super::spec::LaunchSpec;
 
 /// The host path of the control socket the container's view would show.
 fn control_socket(spec: &LaunchSpec) -> Option<std::path::PathBuf> {
-    spec.view.binds.iter().find_map(|b| match b.target.as_str() {
-        "pantavisor/pv-ctrl" => Some(b.source.clone()),
-        "pantavisor" => Some(b.source.join("pv-ctrl")),
-        _ => None,
-    })
+    spec.view
+        .binds
+        .iter()
+        .find_map(|b| match b.target.as_str() {
+            "pantavisor/pv-ctrl" => Some(b.source.clone()),
+            "pantavisor" => Some(b.source.join("pv-ctrl")),
+            _ => None,
+        })
 }
 
 pub fn spawn(
@@ -57,8 +60,7 @@ pub fn spawn(
     if let Some(socket) = control_socket(spec) {
         cmd.env("TERN_CTRL_SOCKET", socket);
     }
-    cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::from(console))
         .stderr(Stdio::from(console_err))
         .process_group(0);

@@ -65,10 +65,7 @@ impl MetaView {
     }
 
     /// Empty the view's directories and write every entry.
-    pub fn rebuild<'a>(
-        &self,
-        entries: impl Iterator<Item = (&'a str, &'a str)>,
-    ) -> io::Result<()> {
+    pub fn rebuild<'a>(&self, entries: impl Iterator<Item = (&'a str, &'a str)>) -> io::Result<()> {
         let dotted = format!("{}.", self.prefix);
         if let Ok(dir) = fs::read_dir(&self.run_dir) {
             for e in dir.flatten() {
@@ -116,9 +113,18 @@ mod tests {
         let v = MetaView::new(&d, "user-meta");
         v.set("color", "blue").unwrap();
         v.set("app.mode", "eco").unwrap();
-        assert_eq!(fs::read_to_string(d.join("user-meta/color")).unwrap(), "blue");
-        assert_eq!(fs::read_to_string(d.join("user-meta/app.mode")).unwrap(), "eco");
-        assert_eq!(fs::read_to_string(d.join("user-meta.app/mode")).unwrap(), "eco");
+        assert_eq!(
+            fs::read_to_string(d.join("user-meta/color")).unwrap(),
+            "blue"
+        );
+        assert_eq!(
+            fs::read_to_string(d.join("user-meta/app.mode")).unwrap(),
+            "eco"
+        );
+        assert_eq!(
+            fs::read_to_string(d.join("user-meta.app/mode")).unwrap(),
+            "eco"
+        );
         v.remove("app.mode").unwrap();
         assert!(!d.join("user-meta.app/mode").exists());
         assert!(!d.join("user-meta/app.mode").exists());

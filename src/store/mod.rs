@@ -6,8 +6,10 @@
 //! state that does not boot: start-up ([`Storage::open`]) removes crash leftovers, makes sure a
 //! factory revision exists and that `trails/current` points at a revision that does.
 
+pub mod boot;
 pub mod durable;
 pub mod factory;
+pub mod gc;
 pub mod meta;
 pub mod meta_view;
 pub mod names;

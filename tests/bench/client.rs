@@ -782,7 +782,9 @@ fn cmd_running(o: &Opts) -> Result<(), String> {
         }
         thread::sleep(Duration::from_millis(2));
     }
-    Err(format!("{want} containers not running after {timeout:?}: {last}"))
+    Err(format!(
+        "{want} containers not running after {timeout:?}: {last}"
+    ))
 }
 
 /// Pids whose command line (NULs read as spaces) holds `marker`, this process excluded.
@@ -809,7 +811,8 @@ fn pids_with(marker: &str) -> Vec<i32> {
 /// `adjtimex` prints; its `date` has no `%N`) followed by a `time.tv_usec:` one.
 fn stamps(path: &Path) -> Vec<u128> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let value = |l: &str, key: &str| -> Option<u128> { l.trim().strip_prefix(key)?.trim().parse().ok() };
+    let value =
+        |l: &str, key: &str| -> Option<u128> { l.trim().strip_prefix(key)?.trim().parse().ok() };
     let mut out = Vec::new();
     let mut sec = None;
     for l in text.lines() {
@@ -833,7 +836,10 @@ fn cmd_respawn(o: &Opts) -> Result<(), String> {
         thread::sleep(settle);
         let pids = pids_with(marker);
         let [pid] = pids[..] else {
-            return Err(format!("round {round}: {} processes hold '{marker}'", pids.len()));
+            return Err(format!(
+                "round {round}: {} processes hold '{marker}'",
+                pids.len()
+            ));
         };
         let seen = stamps(&file).len();
         let killed_at = realtime_ns();

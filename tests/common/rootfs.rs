@@ -13,8 +13,8 @@ use super::{sha256_hex, tern_bin};
 use tern::runtime::{Capabilities, RootSource};
 
 const APPLETS: &[&str] = &[
-    "sh", "sleep", "cat", "hostname", "ps", "ls", "echo", "grep", "test", "touch", "true",
-    "false", "printf", "id", "date", "mount", "wc", "seq",
+    "sh", "sleep", "cat", "hostname", "ps", "ls", "echo", "grep", "test", "touch", "true", "false",
+    "printf", "id", "date", "mount", "wc", "seq",
 ];
 
 pub fn which(cmd: &str) -> Option<PathBuf> {
@@ -86,6 +86,17 @@ pub fn prerequisites() -> Result<(), String> {
     .clone()
 }
 
+/// Skip the calling test, saying why, when containers cannot run here.
+#[macro_export]
+macro_rules! require_containers {
+    ($name:expr) => {
+        if let Err(why) = $crate::common::rootfs::prerequisites() {
+            println!("SKIP {}: {}", $name, why);
+            return;
+        }
+    };
+}
+
 /// The shared root volume: busybox with its applets, and `pvcontrol` (the tern binary under
 /// test, with its shared libraries) so containers can call pv-ctrl from inside. Built once.
 pub fn root_volume() -> &'static Path {
@@ -94,7 +105,17 @@ pub fn root_volume() -> &'static Path {
         let dir = std::env::temp_dir().join(format!("tern-rootvol-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let root = dir.join("root");
-        for d in ["bin", "usr/bin", "etc", "proc", "sys", "dev", "tmp", "pantavisor", "data"] {
+        for d in [
+            "bin",
+            "usr/bin",
+            "etc",
+            "proc",
+            "sys",
+            "dev",
+            "tmp",
+            "pantavisor",
+            "data",
+        ] {
             fs::create_dir_all(root.join(d)).unwrap();
         }
         fs::copy(static_busybox().unwrap(), root.join("bin/busybox")).unwrap();
@@ -144,25 +165,35 @@ impl Spec {
     }
 }
 
-/// Writes a factory folder (`json` + `objects/`) holding `containers` into `dir`.
-pub fn factory(dir: &Path, containers: &[Spec]) -> PathBuf {
-    let out = dir.join("factory");
-    let objects = out.join("objects");
-    fs::create_dir_all(&objects).unwrap();
-    let put = |bytes: &[u8]| {
-        let sha = sha256_hex(bytes);
-        fs::write(objects.join(&sha), bytes).unwrap();
+/// A revision of `containers`: its state JSON and its objects (content by sha256). The
+/// containers' PATH ends with `<dir>/bin`, where `pvcontrol` is the binary under test, for
+/// process mode (isolated containers have their own in the root volume).
+pub fn revision(dir: &Path, containers: &[Spec]) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let _ = std::os::unix::fs::symlink(tern_bin(), bin.join("pvcontrol"));
+    let mut objects: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut put = |bytes: Vec<u8>| {
+        let sha = sha256_hex(&bytes);
+        if !objects.iter().any(|(s, _)| *s == sha) {
+            objects.push((sha.clone(), bytes));
+        }
         sha
     };
-    let root_sha = put(&fs::read(root_volume()).unwrap());
+    let root_sha = put(fs::read(root_volume()).unwrap());
     let mut state = serde_json::Map::new();
     state.insert("#spec".into(), json!("pantavisor-service-system@1"));
     for c in containers {
-        assert!(!c.script.contains('"'), "scripts are double-quoted in the conf");
+        assert!(
+            !c.script.contains('"'),
+            "scripts are double-quoted in the conf"
+        );
         let conf = format!(
-            "lxc.uts.name = {}\nlxc.namespace.keep = net\nlxc.environment = PATH=/usr/bin:/bin\n\
-             lxc.init.cmd = /bin/sh -c \"{}\"\n",
-            c.name, c.script
+            "lxc.uts.name = {}\nlxc.namespace.keep = net\n\
+             lxc.environment = PATH=/usr/bin:/bin:{}\nlxc.init.cmd = /bin/sh -c \"{}\"\n",
+            c.name,
+            bin.display(),
+            c.script
         );
         let mut run = json!({
             "#spec": "service-manifest-run@1", "name": c.name, "type": "lxc",
@@ -174,10 +205,25 @@ pub fn factory(dir: &Path, containers: &[Spec]) -> PathBuf {
                 base.insert(k.clone(), v.clone());
             }
         }
-        state.insert(format!("{}/lxc.container.conf", c.name), json!(put(conf.as_bytes())));
+        state.insert(
+            format!("{}/lxc.container.conf", c.name),
+            json!(put(conf.into_bytes())),
+        );
         state.insert(format!("{}/root.squashfs", c.name), json!(root_sha));
         state.insert(format!("{}/run.json", c.name), run);
     }
-    fs::write(out.join("json"), Value::Object(state).to_string()).unwrap();
+    (Value::Object(state).to_string().into_bytes(), objects)
+}
+
+/// Writes a factory folder (`json` + `objects/`) holding `containers` into `dir`.
+pub fn factory(dir: &Path, containers: &[Spec]) -> PathBuf {
+    let out = dir.join("factory");
+    let objects = out.join("objects");
+    fs::create_dir_all(&objects).unwrap();
+    let (state, blobs) = revision(dir, containers);
+    for (sha, bytes) in blobs {
+        fs::write(objects.join(sha), bytes).unwrap();
+    }
+    fs::write(out.join("json"), state).unwrap();
     out
 }
