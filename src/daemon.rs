@@ -172,7 +172,16 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         log::warn!("daemon: cannot become a child subreaper: {e}");
     }
-    let fleet = Fleet::new(host_of(&config, &storage, &socket));
+    let host = host_of(&config, &storage, &socket);
+    let swept = crate::runtime::sweep::sweep(
+        &host.work_dir,
+        crate::runtime::capabilities(),
+        crate::runtime::DEFAULT_CGROUP_PARENT,
+    );
+    if swept > 0 {
+        log::warn!("daemon: cleaned up {swept} leftover(s) of a previous run");
+    }
+    let fleet = Fleet::new(host);
     let mut api = Api::new(storage, config, Instant::now());
     boot_revision(&mut api);
     let revision = api

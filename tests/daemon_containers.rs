@@ -286,17 +286,17 @@ fn shutdown_stops_every_container_and_leaves_nothing_behind() {
     require_containers!("shutdown");
     let mut dev = Device::boot(
         &[
-            Spec::new("s1-a", "exec sleep 2002", json!({})),
+            Spec::new("s1-a", "exec sleep 33021", json!({})),
             Spec::new(
                 "s1-b",
-                "sleep 2003 & exec sleep 2004",
+                "sleep 33022 & exec sleep 33023",
                 json!({"group":"app","restart_policy":"container"}),
             ),
         ],
         &["TERN_STOP_GRACE=1"],
     );
     dev.wait_status("s1-b", "STARTED", secs(20));
-    assert!(wait_for(secs(5), || Device::pids_with("sleep 200").len() == 3));
+    assert!(wait_for(secs(5), || Device::pids_with("sleep 3302").len() == 3));
     let cgroups: Vec<_> = ["s1-a", "s1-b"]
         .iter()
         .map(|n| Path::new("/sys/fs/cgroup/tern").join(n))
@@ -305,7 +305,7 @@ fn shutdown_stops_every_container_and_leaves_nothing_behind() {
     let status = dev.d.stop();
     assert!(status.success(), "{status:?}: {}", dev.d.log_text());
     assert!(t0.elapsed() < secs(5), "shutdown took {:?}", t0.elapsed());
-    assert!(Device::pids_with("sleep 200").is_empty());
+    assert!(Device::pids_with("sleep 3302").is_empty());
     assert!(Device::mounts_under(dev.d.dir.path()).is_empty());
     assert!(cgroups.iter().all(|c| !c.exists()), "{cgroups:?}");
     assert!(!dev.d.rundir.join("containers/s1-a").exists());

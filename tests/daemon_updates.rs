@@ -247,3 +247,73 @@ fn gc_keeps_what_the_running_and_rollback_revisions_need() {
     // And it still runs after a restart.
     assert_eq!(dev.action("u5-sys", "stop").0, 403);
 }
+
+#[test]
+fn kill_9_at_any_point_of_an_update_leaves_a_device_that_boots_and_tells_the_truth() {
+    require_containers!("kill -9 during updates");
+    let sets = [
+        "TERN_DEV_REBOOT=reexec",
+        "PV_UPDATER_COMMIT_DELAY=30",
+        "TERN_STOP_GRACE=1",
+        "PV_CONTROL_REMOTE=0",
+    ];
+    let mut dev = Device::boot(&[Spec::new("k1-sys", "exec sleep 2251", json!({}))], &sets);
+    dev.wait_status("k1-sys", "STARTED", secs(20));
+    let mut tried = 0;
+    // 1. Killed while testing the reboot-path try: the next start rolls back.
+    dev.install("t1", &[Spec::new("k1-sys", "exec sleep 2252", json!({}))]);
+    assert_eq!(dev.command("LOCAL_RUN", "locals/t1").0, 200);
+    dev.wait_progress("locals/t1", "TESTING", secs(30));
+    dev.d.kill9();
+    dev.d.spawn();
+    tried += 1;
+    dev.wait_status("k1-sys", "STARTED", secs(20));
+    assert_eq!(dev.current(), "0");
+    assert_eq!(
+        dev.progress("locals/t1"),
+        ("ERROR".into(), "Unexpected rollback".into())
+    );
+    assert!(wait_for(secs(10), || Device::pids_with("sleep 2252").is_empty()));
+    assert!(wait_for(secs(5), || Device::pids_with("sleep 2251").len() == 1));
+    // 2. Killed right after the command, before or during the transition.
+    dev.install("t2", &[Spec::new("k1-sys", "exec sleep 2253", json!({}))]);
+    assert_eq!(dev.command("LOCAL_RUN", "locals/t2").0, 200);
+    dev.d.kill9();
+    dev.d.spawn();
+    tried += 1;
+    dev.wait_status("k1-sys", "STARTED", secs(20));
+    // Either the try had not been recorded (still NEW… or never left INPROGRESS) and 0 runs,
+    // or it was and this start is its one try: both are bootable and truthful.
+    let (status, _) = dev.progress("locals/t2");
+    match dev.current().as_str() {
+        "0" => assert!(matches!(status.as_str(), "NEW" | "ERROR"), "{status}"),
+        "locals/t2" => assert_eq!(status, "INPROGRESS"),
+        other => panic!("running {other}"),
+    }
+    assert!(wait_for(secs(10), || Device::pids_with("sleep 2251").len()
+        + Device::pids_with("sleep 2253").len()
+        == 1));
+    // 3. Killed in the middle of an object upload: the partial object is gone, nothing else.
+    let mut s = dev.d.connect();
+    use std::io::Write;
+    let sha = "ab".repeat(32);
+    write!(
+        s,
+        "PUT /objects/{sha} HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    .unwrap();
+    s.write_all(&[7u8; 4096]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    dev.d.kill9();
+    dev.d.spawn();
+    tried += 1;
+    dev.wait_status("k1-sys", "STARTED", secs(20));
+    let leftovers: Vec<String> = fs::read_dir(dev.d.storage.join("objects"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp") || *n == sha)
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(tried >= 3);
+    println!("kill points tried: {tried}");
+}

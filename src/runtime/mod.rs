@@ -37,6 +37,7 @@ mod plan;
 pub mod power;
 mod process;
 mod spec;
+pub mod sweep;
 
 pub use caps::{Capabilities, CgroupSupport, capabilities, choose_mode};
 pub use cgroup::ContainerCgroup;
