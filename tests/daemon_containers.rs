@@ -341,6 +341,10 @@ fn process_mode_runs_plain_children_that_still_reach_pv_ctrl_with_their_role() {
     );
     assert!(dev.d.log_text().contains("m1-plain: init pid"));
     assert!(dev.d.log_text().contains("(process mode)"));
+    assert!(
+        plain.contains("tern: not isolated, running as a plain process: process mode requested"),
+        "{plain}"
+    );
     // Still stopped and reaped like a container.
     assert_eq!(dev.action("m1-ready", "stop").0, 200);
     dev.wait_status("m1-ready", "STOPPED", secs(10));

@@ -223,8 +223,14 @@ impl Fleet {
         let spec = from_revision::launch_spec(&run.state, &run.rev, c, &self.host)?;
         let launched =
             runtime::launch(&spec, runtime::capabilities()).map_err(|e| e.to_string())?;
+        let mut launched = launched;
         if let Some(why) = &launched.fallback_reason {
             log::warn!("{name}: running as a plain process: {why}");
+            // Its own log says so too, for whoever reads only that.
+            let line = format!("tern: not isolated, running as a plain process: {why}\n");
+            if let Err(e) = launched.log.append(line.as_bytes()) {
+                log::warn!("{name}: console log: {e}");
+            }
         }
         log::info!(
             "{name}: init pid {} ({} mode), console {}",
