@@ -183,6 +183,7 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     }
     let fleet = Fleet::new(host);
     let mut api = Api::new(storage, config, Instant::now());
+    api.daemons = crate::reactor::daemons_from_config(&api.config);
     boot_revision(&mut api);
     let revision = api
         .running

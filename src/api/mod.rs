@@ -23,6 +23,7 @@ pub use route::{MetaKind, Route, route};
 pub use sink::{Sink, SinkError};
 
 use crate::config::Config;
+use crate::engine::daemons::{DaemonAction, Daemons};
 use crate::engine::update::Update;
 use crate::engine::{Action, Supervisor};
 use crate::http::{RequestHead, Response};
@@ -79,6 +80,9 @@ pub struct Api {
     pub command: Option<commands::Command>,
     /// GO_REMOTE was accepted.
     pub go_remote: bool,
+    /// The board's helper daemons; what handlers asked of them waits in `daemon_actions`.
+    pub daemons: Daemons,
+    pub daemon_actions: Vec<DaemonAction>,
 }
 
 impl Api {
@@ -95,6 +99,8 @@ impl Api {
             update: None,
             command: None,
             go_remote: false,
+            daemons: Daemons::default(),
+            daemon_actions: Vec::new(),
         }
     }
 
@@ -212,6 +218,8 @@ impl Api {
             Route::Signal => containers::signal(self, &caller.owner, memory_body(&sink)),
             Route::Commands => commands::post(self, memory_body(&sink)),
             Route::StorageGc => gc::run(self),
+            Route::DaemonsList => Ok(Response::json(200, self.daemons.json())),
+            Route::DaemonPut(name) => daemon_put(self, &name, memory_body(&sink)),
         };
         result.unwrap_or_else(ApiError::into_response)
     }
@@ -225,6 +233,25 @@ impl Api {
         }
         .closing()
     }
+}
+
+/// `PUT /daemons/{name}` `{"action":"start|stop"}`; like Pantavisor, an unknown or missing
+/// action is accepted and does nothing.
+fn daemon_put(api: &mut Api, name: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let action = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("action")?.as_str().map(str::to_string));
+    let result = match action.as_deref() {
+        Some("start") => api.daemons.start(name),
+        Some("stop") => api.daemons.stop(name),
+        _ => match api.daemons.get(name) {
+            Some(_) => Ok(Vec::new()),
+            None => Err(crate::engine::daemons::NOT_FOUND),
+        },
+    };
+    let actions = result.map_err(|(status, msg)| ApiError::new(status, msg))?;
+    api.daemon_actions.extend(actions);
+    Ok(Response::ok())
 }
 
 fn too_large(cap: u64) -> Response {

@@ -36,6 +36,8 @@ pub enum Route {
     Signal,
     Commands,
     StorageGc,
+    DaemonsList,
+    DaemonPut(String),
 }
 
 impl Route {
@@ -103,6 +105,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         ["signal"] => only(m, "POST", Route::Signal),
         ["commands"] => only(m, "POST", Route::Commands),
         ["storage", "gc"] => only(m, "POST", Route::StorageGc),
+        ["daemons"] => only(m, "GET", Route::DaemonsList),
+        ["daemons", name] => only(m, "PUT", Route::DaemonPut((*name).to_string())),
         _ => Err(unknown()),
     }
 }

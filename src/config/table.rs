@@ -204,6 +204,7 @@ pub(crate) const KEYS: &[KeyDef] = &[
     int("TERN_CONSOLE_MAXSIZE", None, "2097152", 4_096, INT_MAX),
     one_of("TERN_DEV_REBOOT", None, DEV_REBOOTS, "exit"),
     int("TERN_GC_GRACE", None, "600", 0, INT_MAX),
+    string("TERN_DAEMONS", None, None),
 ];
 
 /// Further names Pantavisor accepts on input only (never printed).

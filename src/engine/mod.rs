@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod container;
+pub mod daemons;
 pub mod group;
 pub mod json;
 pub mod recovery;

@@ -5,11 +5,13 @@
 //! non-blocking, signals arrive as readable events, and the only waiting is in `poll`.
 
 mod conn;
+mod daemons;
 mod deadlines;
 mod fleet;
 pub mod signals;
 pub mod updates;
 
+pub use daemons::from_config as daemons_from_config;
 pub use fleet::{Exit, Fleet};
 
 use std::io;
@@ -52,6 +54,8 @@ enum Due {
     ShutdownGrace,
     /// The commit delay (or a stability re-check) of the update being tried.
     Commit { generation: u64 },
+    /// A board daemon's respawn delay is over.
+    Daemon { index: usize },
 }
 
 struct Slot {
@@ -157,9 +161,13 @@ impl Reactor {
         })
     }
 
-    /// Start running the loaded revision's containers (call once, before [`Reactor::run`]).
+    /// Start the board's daemons and the loaded revision's containers (call once, before
+    /// [`Reactor::run`]).
     pub fn start_revision(&mut self) {
-        self.feed(Event::Start, Instant::now());
+        let now = Instant::now();
+        let actions = self.api.daemons.boot();
+        self.daemon_actions(actions, now);
+        self.feed(Event::Start, now);
     }
 
     /// Give `event` to the engine and carry out everything it leads to.
@@ -217,6 +225,10 @@ impl Reactor {
         if let Some(cmd) = self.api.command.take() {
             self.run_command(cmd, now);
         }
+        if !self.api.daemon_actions.is_empty() {
+            let actions = std::mem::take(&mut self.api.daemon_actions);
+            self.daemon_actions(actions, now);
+        }
     }
 
     /// Run until SIGTERM or SIGINT (or a reboot request); returns once every container is
@@ -271,6 +283,8 @@ impl Reactor {
     /// Stop taking requests and stop every container, with the engine's grace.
     fn begin_shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
+        let actions = self.api.daemons.stop_all();
+        self.daemon_actions(actions, now);
         let _ = self.poll.registry().deregister(&mut self.listener);
         self.feed(Event::StopAll, now);
         let grace = Duration::from_secs(self.api.config.get_u64("TERN_STOP_GRACE"));
@@ -418,6 +432,7 @@ impl Reactor {
                 Due::Accept => {}
                 Due::Fleet(due) => self.fleet_due(due, now),
                 Due::Commit { generation } => self.commit_due(generation, now),
+                Due::Daemon { index } => self.daemon_due(index, now),
                 Due::ShutdownGrace => {
                     let mut fx = Effects::default();
                     self.fleet.kill_all(self.poll.registry(), now, &mut fx);
@@ -433,7 +448,11 @@ impl Reactor {
                 Due::Conn { slot, generation } => slots
                     .get(*slot)
                     .is_some_and(|s| s.generation == *generation && s.conn.is_some()),
-                Due::Accept | Due::Fleet(_) | Due::ShutdownGrace | Due::Commit { .. } => true,
+                Due::Accept
+                | Due::Fleet(_)
+                | Due::ShutdownGrace
+                | Due::Commit { .. }
+                | Due::Daemon { .. } => true,
             });
         }
     }
@@ -489,7 +508,9 @@ impl Reactor {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(status) => {
                     log::debug!("daemon: reaped {status:?}");
-                    if let Some((pid, status)) = Fleet::exited(status) {
+                    if let Some((pid, status)) = Fleet::exited(status)
+                        && !self.daemon_exited(pid, now)
+                    {
                         self.feed(Event::ChildExited { pid, status }, now);
                     }
                 }
@@ -526,6 +547,13 @@ impl Reactor {
     }
 
     fn finish_shutdown(&mut self) {
+        // Daemons had their SIGTERM when the shutdown began; none outlives Tern.
+        for pid in self.api.daemons.pids() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         for slot in 0..self.slots.len() {
             self.close(slot);
         }

@@ -104,10 +104,15 @@ impl Reactor {
             Op::UpdateMetadata => self.update_metadata(&cmd.payload),
             Op::GoRemote => self.api.go_remote = true,
             Op::EnableSsh | Op::DisableSsh => {
-                log::warn!(
-                    "command: no ssh daemon is supervised yet; {:?} ignored",
-                    cmd.op
-                )
+                let result = if cmd.op == Op::EnableSsh {
+                    self.api.daemons.start("sshd")
+                } else {
+                    self.api.daemons.stop("sshd")
+                };
+                match result {
+                    Ok(actions) => self.daemon_actions(actions, now),
+                    Err(_) => log::warn!("command: no ssh daemon (TERN_SSHD_CMD is not set)"),
+                }
             }
             Op::DeferReboot | Op::XconnectGraph | Op::Unclaim => {}
         }

@@ -76,11 +76,7 @@ pub fn spawn(
     // before the fork (`join` paths), allocating nothing and taking no lock.
     unsafe {
         cmd.pre_exec(move || {
-            for sig in 1..65 {
-                // Default dispositions; EINVAL for SIGKILL/SIGSTOP/reserved numbers is fine.
-                libc::signal(sig, libc::SIG_DFL);
-            }
-            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            reset_signals()?;
             for path in &join {
                 let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
                 if fd < 0 {
@@ -102,6 +98,60 @@ pub fn spawn(
     let pid = i32::try_from(child.id())
         .map_err(|_| RuntimeError::InvalidSpec("pid out of range".into()))?;
     // Dropping `Child` neither kills nor reaps: the loop reaps through SIGCHLD.
+    drop(child);
+    Ok(Pid::from_raw(pid))
+}
+
+/// Between fork and exec: default dispositions and an empty mask (the daemon blocks the
+/// signals it reads through its signalfd, and a child would inherit that).
+///
+/// # Safety
+/// Only between fork and exec: it makes system calls and nothing else.
+unsafe fn reset_signals() -> std::io::Result<()> {
+    for sig in 1..65 {
+        // EINVAL for SIGKILL/SIGSTOP/reserved numbers is fine.
+        // SAFETY: signal(2) with SIG_DFL touches no memory of ours.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    Ok(())
+}
+
+/// A board daemon: `/bin/sh -c command` in its own process group, output appended to `log`,
+/// signals reset, nothing else inherited. Returns its pid; the loop reaps it.
+pub fn spawn_daemon(command: &str, log: &std::path::Path) -> Result<Pid, RuntimeError> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
+    }
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(RuntimeError::io(format!("open {}", log.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(RuntimeError::io("duplicate daemon log"))?;
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", command])
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .process_group(0);
+    // SAFETY: the hook only resets signal state with system calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| reset_signals());
+    }
+    let child = cmd
+        .spawn()
+        .map_err(RuntimeError::io(format!("spawn daemon {command:?}")))?;
+    let pid = i32::try_from(child.id())
+        .map_err(|_| RuntimeError::InvalidSpec("pid out of range".into()))?;
     drop(child);
     Ok(Pid::from_raw(pid))
 }

@@ -1,0 +1,133 @@
+//! The board's helper daemons: `GET /daemons`, `PUT /daemons/{name}`, respawn, and the ssh
+//! daemon that ENABLE_SSH / DISABLE_SSH drive. Plain processes: no root needed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, Opts, wait_for};
+use serde_json::{Value, json};
+
+fn daemons(d: &Daemon) -> Vec<Value> {
+    let r = d.get("/daemons");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json().as_array().cloned().unwrap()
+}
+
+fn pid_of(d: &Daemon, name: &str) -> i64 {
+    daemons(d)
+        .iter()
+        .find(|x| x["name"] == name)
+        .map(|x| x["pid"].as_i64().unwrap())
+        .unwrap()
+}
+
+fn alive(pid: i64) -> bool {
+    pid > 0
+        && std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+fn start() -> Daemon {
+    Daemon::start_with(
+        Opts::default()
+            .set("TERN_DAEMONS=hwrngd:exec sleep 44011;logger:echo started >&2; exec sleep 44012")
+            .set("TERN_SSHD_CMD=exec sleep 44013")
+            .set("PV_DEBUG_SSH=0"),
+    )
+}
+
+#[test]
+fn daemons_are_listed_started_and_stopped_like_pantavisor() {
+    let mut d = start();
+    assert!(wait_for(Duration::from_secs(5), || alive(pid_of(
+        &d, "hwrngd"
+    ))));
+    let list = daemons(&d);
+    let names: Vec<&str> = list.iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["sshd", "hwrngd", "logger"]);
+    // Keys and their order, as Pantavisor prints them; sshd is off at boot (PV_DEBUG_SSH=0).
+    let text = d.get("/daemons").text();
+    assert!(
+        text.starts_with(r#"[{"name":"sshd","pid":0,"respawn":false},{"name":"hwrngd","pid":"#),
+        "{text}"
+    );
+    // Output lands in its log.
+    assert!(wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(d.storage.join("logs/daemons/logger.log"))
+            .unwrap_or_default()
+            .contains("started")
+    }));
+
+    let pid = pid_of(&d, "hwrngd");
+    let put = |action: &str| {
+        d.put(
+            "/daemons/hwrngd",
+            json!({"action": action}).to_string().as_bytes(),
+        )
+    };
+    assert_eq!(put("stop").status, 200);
+    assert!(wait_for(Duration::from_secs(5), || !alive(pid)));
+    let entry = daemons(&d)
+        .into_iter()
+        .find(|x| x["name"] == "hwrngd")
+        .unwrap();
+    assert_eq!(entry, json!({"name":"hwrngd","pid":-1,"respawn":false}));
+    assert_eq!(put("start").status, 200);
+    assert!(wait_for(Duration::from_secs(5), || alive(pid_of(
+        &d, "hwrngd"
+    ))));
+    // Unknown or missing actions are accepted and do nothing; unknown daemons are 404.
+    assert_eq!(put("jump").status, 200);
+    assert_eq!(d.put("/daemons/hwrngd", b"").status, 200);
+    assert_eq!(
+        d.put("/daemons/nope", br#"{"action":"start"}"#).sb(),
+        (404, r#"{"Error":"Daemon not found"}"#.into())
+    );
+
+    // A daemon that dies is started again.
+    let pid = pid_of(&d, "hwrngd");
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(wait_for(Duration::from_secs(5), || {
+        let p = pid_of(&d, "hwrngd");
+        p != pid && alive(p)
+    }));
+
+    // ENABLE_SSH / DISABLE_SSH drive sshd.
+    let cmd = |op: &str| {
+        d.request(
+            "POST",
+            "/commands",
+            json!({"op": op, "payload": ""}).to_string().as_bytes(),
+        )
+    };
+    assert_eq!(cmd("ENABLE_SSH").status, 200);
+    assert!(wait_for(Duration::from_secs(5), || alive(pid_of(
+        &d, "sshd"
+    ))));
+    let ssh = pid_of(&d, "sshd");
+    assert_eq!(cmd("DISABLE_SSH").status, 200);
+    assert!(wait_for(Duration::from_secs(5), || !alive(ssh)));
+    assert_eq!(pid_of(&d, "sshd"), -1);
+
+    // Nothing outlives the daemon.
+    let left: Vec<i64> = daemons(&d)
+        .iter()
+        .map(|x| x["pid"].as_i64().unwrap())
+        .filter(|p| *p > 0)
+        .collect();
+    assert!(d.stop().success());
+    assert!(wait_for(Duration::from_secs(5), || left
+        .iter()
+        .all(|p| !alive(*p))));
+}
