@@ -92,13 +92,14 @@ pub fn spawn(
             Ok(())
         });
     }
-    let child = cmd
-        .spawn()
-        .map_err(RuntimeError::io(format!("spawn {program}")))?;
+    start(cmd, &format!("spawn {program}"))
+}
+
+/// Spawn and let go: dropping `Child` neither kills nor reaps; the loop reaps through SIGCHLD.
+fn start(mut cmd: Command, what: &str) -> Result<Pid, RuntimeError> {
+    let child = cmd.spawn().map_err(RuntimeError::io(what.to_string()))?;
     let pid = i32::try_from(child.id())
         .map_err(|_| RuntimeError::InvalidSpec("pid out of range".into()))?;
-    // Dropping `Child` neither kills nor reaps: the loop reaps through SIGCHLD.
-    drop(child);
     Ok(Pid::from_raw(pid))
 }
 
@@ -147,11 +148,5 @@ pub fn spawn_daemon(command: &str, log: &std::path::Path) -> Result<Pid, Runtime
     unsafe {
         cmd.pre_exec(|| reset_signals());
     }
-    let child = cmd
-        .spawn()
-        .map_err(RuntimeError::io(format!("spawn daemon {command:?}")))?;
-    let pid = i32::try_from(child.id())
-        .map_err(|_| RuntimeError::InvalidSpec("pid out of range".into()))?;
-    drop(child);
-    Ok(Pid::from_raw(pid))
+    start(cmd, &format!("spawn daemon {command:?}"))
 }
