@@ -133,7 +133,53 @@ fn load_config(opts: &DaemonOpts) -> Result<Config, String> {
         env: std::env::vars().collect(),
         sets: opts.sets.clone(),
     };
-    Config::load(&load).map_err(|e| e.to_string())
+    let mut config = Config::load(&load).map_err(|e| e.to_string())?;
+    absolute_paths(&mut config)?;
+    Ok(config)
+}
+
+/// The storage and run dir as absolute paths, whatever the command line said: revisions record
+/// the objects dir (`.pvr/config`) and containers bind paths of the run dir, both read from
+/// other working directories.
+fn absolute_paths(config: &mut Config) -> Result<(), String> {
+    for key in ["PV_STORAGE_MNTPOINT", "PV_SYSTEM_RUNDIR"] {
+        let (Some(value), Some(level)) = (config.get(key), config.level_of(key)) else {
+            continue;
+        };
+        let path = std::path::Path::new(value);
+        if value.is_empty() || path.is_absolute() {
+            continue;
+        }
+        let abs = std::path::absolute(path).map_err(|e| format!("{key}={value}: {e}"))?;
+        let abs = abs.to_string_lossy().into_owned();
+        config.set_override(key, Some(&abs), level)?;
+    }
+    Ok(())
+}
+
+/// One daemon per storage: an exclusive lock on `<storage>/.tern.lock`, held (through the
+/// returned descriptor) for the life of the process, and taken before anything of the storage
+/// is touched: a second daemon must not clean up the first one's temp files.
+fn lock_storage(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(".tern.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // The guard unlocks when dropped: the caller keeps it for the life of the process.
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => Ok(locked),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(format!(
+            "{} is in use by another tern daemon",
+            dir.display()
+        )),
+        Err((_, e)) => Err(format!("{}: {e}", path.display())),
+    }
 }
 
 pub fn run(opts: DaemonOpts) -> ExitCode {
@@ -148,6 +194,17 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     };
     logger::set_level(config.log_level().max(3));
     let storage_dir = config.storage_dir();
+    let _lock = match lock_storage(&storage_dir) {
+        Ok(f) => f,
+        Err(e) => {
+            let socket = config.rundir().join("pv-ctrl");
+            log::error!(
+                "daemon: cannot open storage: {e} (a daemon may already serve {})",
+                socket.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
     let storage = match Storage::open(&storage_dir, opts.factory.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -183,6 +240,7 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     }
     let fleet = Fleet::new(host);
     let mut api = Api::new(storage, config, Instant::now());
+    api.apply_meta_overrides();
     api.daemons = crate::reactor::daemons_from_config(&api.config);
     boot_revision(&mut api);
     let revision = api

@@ -356,7 +356,6 @@ fn second_daemon_on_the_same_rundir_exits_1_and_leaves_the_first_serving() {
 }
 
 #[test]
-#[ignore = "BUG: a second daemon on the same storage+rundir opens the storage (removing .tmp-* files) before finding the socket taken, so it deletes the first daemon's in-progress upload"]
 fn second_daemon_does_not_disturb_an_upload_in_progress_on_the_first() {
     let d = Daemon::start();
     let data = vec![7u8; 2 * 1024 * 1024];
@@ -396,7 +395,6 @@ fn second_daemon_does_not_disturb_an_upload_in_progress_on_the_first() {
 // ---- storage and run dir paths ----
 
 #[test]
-#[ignore = "BUG: a storage path that is a regular file exits 2 as a configuration error (reading <storage>/config/pantahub.config gives ENOTDIR) instead of 1 as a storage failure"]
 fn storage_path_that_is_not_a_directory_fails_the_start_with_exit_1() {
     let dir = TempDir::new("storage-file");
     let file = dir.path().join("storage");
@@ -414,7 +412,6 @@ fn storage_path_that_is_not_a_directory_fails_the_start_with_exit_1() {
 /// Pantavisor's `.pvr/config` names the objects directory by absolute path, which `pvr` on the
 /// device uses from any working directory.
 #[test]
-#[ignore = "BUG: with a relative --storage, trails/<rev>/.pvr/config gets a relative ObjectsDir (e.g. \"./s/objects\")"]
 fn relative_storage_path_gives_an_absolute_objects_dir_in_revision_config() {
     let dir = TempDir::new("storage-rel");
     let cwd = std::env::current_dir().unwrap();

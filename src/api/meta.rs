@@ -3,6 +3,7 @@
 //! on every read and cannot be overwritten or deleted by clients.
 
 use super::{Api, ApiError, MetaKind, Sink, memory_body};
+use crate::config::Level;
 use crate::http::Response;
 use crate::store::meta::{MetaError, MetaStore, render_meta};
 use crate::store::meta_view::MetaView;
@@ -28,7 +29,17 @@ fn store(api: &mut Api, kind: MetaKind) -> &mut MetaStore {
     }
 }
 
-pub(super) fn view(api: &Api, kind: MetaKind) -> &MetaView {
+/// User metadata named after a configuration key (or its legacy alias) overrides that key at
+/// the `metadata` level, as in Pantavisor; keys that cannot change at run time stay as they are.
+pub(super) fn config_override(api: &mut Api, key: &str, value: Option<&str>) {
+    if crate::config::is_key(key)
+        && let Err(e) = api.config.set_override(key, value, Level::Metadata)
+    {
+        log::warn!("meta: user-meta {key} does not override the configuration: {e}");
+    }
+}
+
+fn view(api: &Api, kind: MetaKind) -> &MetaView {
     match kind {
         MetaKind::User => &api.user_view,
         MetaKind::Device => &api.device_view,
@@ -120,6 +131,9 @@ pub fn put(api: &mut Api, kind: MetaKind, key: &str, sink: Sink) -> Result<Respo
             if let Err(e) = view(api, kind).set(key, value) {
                 log::warn!("meta: {key} stored but not written to the run dir view: {e}");
             }
+            if kind == MetaKind::User {
+                config_override(api, key, Some(value));
+            }
             Ok(Response::ok())
         }
         Err(MetaError::TooManyKeys) => {
@@ -139,6 +153,9 @@ pub fn delete(api: &mut Api, kind: MetaKind, key: &str) -> Result<Response, ApiE
         Ok(true) => {
             if let Err(e) = view(api, kind).remove(key) {
                 log::warn!("meta: {key} deleted but still in the run dir view: {e}");
+            }
+            if kind == MetaKind::User {
+                config_override(api, key, None);
             }
             Ok(Response::ok())
         }

@@ -121,6 +121,15 @@ impl Api {
         self.update.is_some()
     }
 
+    /// User metadata named after configuration keys overrides them (at start, and again
+    /// after a SIGHUP reload built a fresh configuration).
+    pub fn apply_meta_overrides(&mut self) {
+        let entries: Vec<(String, String)> = self.storage.user_meta.entries().to_vec();
+        for (k, v) in entries {
+            meta::config_override(self, &k, Some(&v));
+        }
+    }
+
     /// Write every metadata key into the run dir views (at start, and when the supervisor's
     /// own device keys change).
     pub fn rebuild_meta_views(&self) {

@@ -36,7 +36,11 @@ impl Config {
                 .map_err(|m| ConfigError::from_origin("--set", key, m))?;
         }
         let ph_conf = config.storage_dir().join(PH_CONF_FILE);
-        if let Some(text) = parse::read_file(&ph_conf, true)? {
+        // A storage path that is not a directory has no such file; opening the storage
+        // reports it (as a storage failure, not a configuration one).
+        if config.storage_dir().is_dir()
+            && let Some(text) = parse::read_file(&ph_conf, true)?
+        {
             config.apply_file(&ph_conf, &text, Level::PhConfFile)?;
         }
         Ok(config)

@@ -24,6 +24,11 @@ use std::path::{Path, PathBuf};
 use keys::KEYS;
 pub use keys::{LOG_OUTPUT_UPDATE, LOG_OUTPUTS};
 
+/// Whether `name` is a configuration key or one of its legacy aliases (case-insensitive).
+pub fn is_key(name: &str) -> bool {
+    keys::lookup(name).is_some()
+}
+
 /// Where a key's value came from, lowest to highest: the highest level that set a key wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {

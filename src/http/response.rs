@@ -19,6 +19,8 @@ pub struct Response {
     pub body: Body,
     /// The connection must close after this answer (the request stream can't be trusted).
     pub close: bool,
+    /// An answer to HEAD: the head as for GET (Content-Length included), no body bytes.
+    pub head_only: bool,
 }
 
 impl Response {
@@ -34,6 +36,7 @@ impl Response {
             extra_headers: Vec::new(),
             body: Body::Empty,
             close: false,
+            head_only: false,
         }
     }
 
@@ -44,6 +47,7 @@ impl Response {
             extra_headers: Vec::new(),
             body: Body::Bytes(body.into()),
             close: false,
+            head_only: false,
         }
     }
 
@@ -54,6 +58,7 @@ impl Response {
             extra_headers: Vec::new(),
             body: Body::Bytes(body.into()),
             close: false,
+            head_only: false,
         }
     }
 
@@ -70,11 +75,18 @@ impl Response {
             extra_headers: Vec::new(),
             body: Body::File(file),
             close: false,
+            head_only: false,
         }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.extra_headers.push((name, value.into()));
+        self
+    }
+
+    /// The answer to a HEAD request: the same head, no body (RFC 9110 §9.3.2).
+    pub fn for_head(mut self) -> Response {
+        self.head_only = true;
         self
     }
 

@@ -316,6 +316,7 @@ impl Conn {
         }
         self.out.extend_from_slice(&head);
         match resp.body {
+            _ if resp.head_only => {}
             Body::Empty => {}
             Body::Bytes(b) => self.out.extend_from_slice(&b),
             Body::File(f) => self.streaming = Some((f, version == Version::Http11)),
@@ -388,6 +389,11 @@ impl Conn {
                 }));
             }
             Plan::Respond(resp) => {
+                let resp = if head.method == "HEAD" {
+                    resp.for_head()
+                } else {
+                    resp
+                };
                 let small =
                     matches!(head.framing, BodyFraming::Length(n) if n <= MAX_IGNORED_BODY as u64);
                 if !head.has_body() || (small && !head.expect_continue && !resp.close) {

@@ -536,6 +536,7 @@ impl Reactor {
                 self.timeouts = timeouts_from(&new);
                 self.max_conns = max_conns_from(&new);
                 self.api.config = new;
+                self.api.apply_meta_overrides();
                 log::info!("config: reloaded on SIGHUP");
             }
             Err(e) => log::error!("config: reload failed, keeping the running config: {e}"),

@@ -165,7 +165,8 @@ impl Daemon {
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> Reply {
         let mut s = self.connect();
         send_request(&mut s, method, path, body);
-        read_reply(&mut s)
+        // The answer to HEAD has a Content-Length but no body.
+        read_reply_framed(&mut s, &mut Vec::new(), method == "HEAD")
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -285,11 +286,15 @@ pub fn send_request(s: &mut UnixStream, method: &str, path: &str, body: &[u8]) {
 
 /// Read exactly one response from `s` (bytes after it stay unread in `carry`).
 pub fn read_reply_buffered(s: &mut UnixStream, carry: &mut Vec<u8>) -> Reply {
+    read_reply_framed(s, carry, false)
+}
+
+pub fn read_reply_framed(s: &mut UnixStream, carry: &mut Vec<u8>, to_head: bool) -> Reply {
     let limits = Limits::default();
     let mut chunk = [0u8; 65536];
     let (head, used) = loop {
         if let Some(found) =
-            parse_response_head(carry, &limits, false).expect("response head parses")
+            parse_response_head(carry, &limits, to_head).expect("response head parses")
         {
             break found;
         }
