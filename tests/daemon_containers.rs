@@ -401,3 +401,100 @@ fn containers_read_their_metadata_as_files_under_pantavisor() {
         "READY"
     );
 }
+
+/// A module loader for tests: records its arguments, fails for modules named `bad*`.
+fn fake_loader(dir: &Path) -> String {
+    let script = dir.join("loader");
+    let calls = dir.join("calls");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\n\
+             for a in \"$@\"; do case \"$a\" in -*) ;; bad*) exit 1;; *) exit 0;; esac; done\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    format!("TERN_MODULE_LOADER={} -q", script.display())
+}
+
+fn drivers_json() -> Value {
+    json!({"bsp/drivers.json": {"#spec": "driver-aliases@1", "all": {
+        "wifi": ["cfg80211", "mt76 country=DE"],
+        "usbnet": ["badmod"],
+        "bt": ["btusb"],
+        "broken": ["badder"]}}})
+}
+
+#[test]
+fn drivers_load_before_their_container_and_manual_ones_through_the_api() {
+    require_containers!("drivers");
+    let tmp = common::TempDir::new("loader");
+    let loader = fake_loader(tmp.path());
+    let dev = Device::boot_with(
+        &[Spec::new(
+            "dr1-app",
+            "pvcontrol drivers ls; echo; pvcontrol drivers load; echo load-rc=$?; exec sleep 1000",
+            json!({"drivers": {"required": ["wifi"], "optional": ["usbnet", "ghost"],
+                               "manual": ["bt"]}}),
+        )],
+        &[&loader],
+        &drivers_json(),
+    );
+    dev.wait_status("dr1-app", "STARTED", secs(20));
+    dev.wait_console("dr1-app", "load-rc=", secs(10));
+    let calls = || fs::read_to_string(tmp.path().join("calls")).unwrap_or_default();
+    assert!(
+        wait_for(secs(5), || calls().contains("-q btusb")),
+        "{}",
+        calls()
+    );
+    let c = calls();
+    let lines: Vec<&str> = c.lines().collect();
+    // Required and optional ones before the start (drivers side by side, a driver's modules
+    // one after the other), no shell in between.
+    let at = |l: &str| lines.iter().position(|x| *x == l).unwrap_or(usize::MAX);
+    assert!(at("-q cfg80211") < at("-q mt76 country=DE"), "{c}");
+    assert!(at("-q badmod") < 3 && at("-q mt76 country=DE") < 3, "{c}");
+    let console = dev.console("dr1-app");
+    assert!(
+        console.contains(r#"{"name":"wifi","type":"REQUIRED","status":"LOADED"}"#),
+        "{console}"
+    );
+    assert!(console.contains(r#"{"name":"usbnet","type":"OPTIONAL","status":"UNKNOWN"}"#));
+    assert!(console.contains(r#"{"name":"bt","type":"MANUAL","status":"UNKNOWN"}"#));
+    assert!(console.contains("load-rc=0"), "{console}");
+    // The host has no drivers of its own.
+    assert_eq!(dev.d.get("/drivers").text(), "{}");
+    assert_eq!(
+        dev.d.request("PUT", "/drivers/load", b"").sb(),
+        (400, r#"{"Error":"Error loading driver(s)"}"#.into())
+    );
+}
+
+#[test]
+fn a_required_driver_that_fails_stops_the_start() {
+    require_containers!("required driver");
+    let tmp = common::TempDir::new("loader");
+    let loader = fake_loader(tmp.path());
+    let mut dev = Device::boot_with(
+        &[Spec::new(
+            "dr2-app",
+            "echo should-not-run; exec sleep 1000",
+            json!({"drivers": {"required": ["broken"]}}),
+        )],
+        &[&loader, "TERN_STOP_GRACE=1"],
+        &drivers_json(),
+    );
+    // A system container that cannot start, in steady state: the device reboots (exit 3 here).
+    let status = dev.d.wait();
+    assert_eq!(status.code(), Some(3), "{}", dev.d.log_text());
+    let log = dev.d.log_text();
+    assert!(
+        log.contains(r#"required driver(s) ["broken"] failed to load"#),
+        "{log}"
+    );
+    assert!(!dev.console("dr2-app").contains("should-not-run"));
+}

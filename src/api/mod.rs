@@ -83,6 +83,10 @@ pub struct Api {
     /// The board's helper daemons; what handlers asked of them waits in `daemon_actions`.
     pub daemons: Daemons,
     pub daemon_actions: Vec<DaemonAction>,
+    /// Status of every driver alias, and `PUT /drivers` requests for the reactor:
+    /// (container, driver or all of its manual ones, unload).
+    pub drivers: crate::engine::drivers::Drivers,
+    pub driver_requests: Vec<(String, Option<String>, bool)>,
 }
 
 impl Api {
@@ -101,6 +105,8 @@ impl Api {
             go_remote: false,
             daemons: Daemons::default(),
             daemon_actions: Vec::new(),
+            drivers: Default::default(),
+            driver_requests: Vec::new(),
         }
     }
 
@@ -229,6 +235,8 @@ impl Api {
             Route::StorageGc => gc::run(self),
             Route::DaemonsList => Ok(Response::json(200, self.daemons.json())),
             Route::DaemonPut(name) => daemon_put(self, &name, memory_body(&sink)),
+            Route::DriversList => Ok(drivers_list(self, &caller.owner)),
+            Route::DriversPut { name, unload } => drivers_put(self, &caller.owner, name, unload),
         };
         result.unwrap_or_else(ApiError::into_response)
     }
@@ -260,6 +268,40 @@ fn daemon_put(api: &mut Api, name: &str, body: &[u8]) -> Result<Response, ApiErr
     };
     let actions = result.map_err(|(status, msg)| ApiError::new(status, msg))?;
     api.daemon_actions.extend(actions);
+    Ok(Response::ok())
+}
+
+/// The caller's drivers (a container's; the host has none).
+fn caller_drivers(api: &Api, owner: &Owner) -> Vec<(String, crate::engine::drivers::Kind)> {
+    match (owner, &api.running) {
+        (Owner::Container(name), Some(run)) => {
+            crate::engine::drivers::of_container(&run.state, name)
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn drivers_list(api: &Api, owner: &Owner) -> Response {
+    Response::json(200, api.drivers.json(&caller_drivers(api, owner)))
+}
+
+/// Queue a load or unload of the caller's manual drivers. The loader runs after the answer
+/// (Pantavisor waits for it); `GET /drivers` shows the outcome.
+fn drivers_put(
+    api: &mut Api,
+    owner: &Owner,
+    name: Option<String>,
+    unload: bool,
+) -> Result<Response, ApiError> {
+    use crate::engine::drivers::Kind;
+    let mine = caller_drivers(api, owner);
+    let any = mine
+        .iter()
+        .any(|(n, k)| *k == Kind::Manual && name.as_ref().is_none_or(|w| w == n));
+    let (Owner::Container(container), true) = (owner, any) else {
+        return Err(ApiError::bad_request("Error loading driver(s)"));
+    };
+    api.driver_requests.push((container.clone(), name, unload));
     Ok(Response::ok())
 }
 

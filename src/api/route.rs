@@ -38,6 +38,12 @@ pub enum Route {
     StorageGc,
     DaemonsList,
     DaemonPut(String),
+    DriversList,
+    /// `PUT /drivers/load|unload` (all manual drivers) or `/drivers/{name}/load|unload`.
+    DriversPut {
+        name: Option<String>,
+        unload: bool,
+    },
 }
 
 impl Route {
@@ -106,6 +112,23 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         ["commands"] => only(m, "POST", Route::Commands),
         ["storage", "gc"] => only(m, "POST", Route::StorageGc),
         ["daemons"] => only(m, "GET", Route::DaemonsList),
+        ["drivers"] => only(m, "GET", Route::DriversList),
+        ["drivers", op @ ("load" | "unload")] => only(
+            m,
+            "PUT",
+            Route::DriversPut {
+                name: None,
+                unload: *op == "unload",
+            },
+        ),
+        ["drivers", name, op @ ("load" | "unload")] => only(
+            m,
+            "PUT",
+            Route::DriversPut {
+                name: Some((*name).to_string()),
+                unload: *op == "unload",
+            },
+        ),
         ["daemons", name] => only(m, "PUT", Route::DaemonPut((*name).to_string())),
         _ => Err(unknown()),
     }

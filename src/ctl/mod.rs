@@ -19,6 +19,7 @@ Usage: tern ctl [-s SOCKET] [-f OUTFILE] [-m COMMITMSG] [-v] COMMAND...
   ls | containers ls                  list containers
   containers start|stop|restart NAME  control a container
   groups ls | daemons ls | graph ls   list groups, daemons, the xconnect graph
+  drivers ls | drivers load|unload [NAME]  the calling container's manual drivers
   daemons start|stop|restart NAME     control a daemon
   signal ready|alive                  signal from the calling container
   cmd run|run-commit REV | reboot [MSG] | poweroff [MSG] | make-factory [REV] | run-gc
@@ -151,6 +152,16 @@ pub fn plan(words: &[String], opts: &Options) -> Result<Plan, String> {
             json_action(format!("/daemons/{name}"), "start"),
         ]),
         ["graph", "ls"] => get("/xconnect-graph"),
+        // Not in pvcontrol (it leaves /drivers unwrapped); the same shapes as the API.
+        ["drivers", "ls"] => get("/drivers"),
+        ["drivers", op @ ("load" | "unload")] => {
+            Plan::One(with_body("PUT", &format!("/drivers/{op}"), Body::None))
+        }
+        ["drivers", op @ ("load" | "unload"), name] => Plan::One(with_body(
+            "PUT",
+            &format!("/drivers/{name}/{op}"),
+            Body::None,
+        )),
         ["signal", kind @ ("ready" | "alive")] => {
             let body = format!(r#"{{"type":"{kind}","payload":""}}"#);
             Plan::One(with_body("POST", "/signal", Body::Text(body)))

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod container;
 pub mod daemons;
+pub mod drivers;
 pub mod group;
 pub mod json;
 pub mod recovery;

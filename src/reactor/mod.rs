@@ -7,6 +7,7 @@
 mod conn;
 mod daemons;
 mod deadlines;
+mod drivers;
 mod fleet;
 pub mod signals;
 pub mod updates;
@@ -27,7 +28,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
 use crate::api::{Api, Caller};
 use crate::config::Config;
-use crate::engine::{Action, Event, TimerKind};
+use crate::engine::{Action, Event, ExitStatus, TimerKind};
 use crate::http::{Limits, Response, Version};
 use conn::{Conn, Status, Timeouts};
 use deadlines::Deadlines;
@@ -87,6 +88,8 @@ pub struct Reactor {
     checking: bool,
     /// Only the latest commit deadline counts.
     commit_generation: u64,
+    /// Module loaders running, and container starts waiting for them.
+    driver_runs: drivers::DriverRuns,
 }
 
 /// Bind the control socket at `path`. A stale socket file from a previous run is replaced, but
@@ -158,6 +161,7 @@ impl Reactor {
             failures: Vec::new(),
             checking: false,
             commit_generation: 0,
+            driver_runs: drivers::DriverRuns::default(),
         })
     }
 
@@ -183,8 +187,24 @@ impl Reactor {
     /// Execute actions until the engine has nothing more to say (results of actions are
     /// events, which produce more actions).
     fn execute(&mut self, actions: Vec<Action>, now: Instant) {
+        self.execute_with(actions, now, true);
+    }
+
+    /// The same, with `Spawn` going straight to the runtime (its drivers are loaded).
+    fn execute_ungated(&mut self, actions: Vec<Action>, now: Instant) {
+        self.execute_with(actions, now, false);
+    }
+
+    fn execute_with(&mut self, actions: Vec<Action>, now: Instant, gated: bool) {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
+            // A start waits for its container's drivers; the gate spawns it later.
+            if gated
+                && let Action::Spawn { container } = &action
+                && self.gate_spawn(&container.clone(), now)
+            {
+                continue;
+            }
             if let Action::RevisionStatus { status } = &action
                 && let Err(e) = self
                     .api
@@ -228,6 +248,9 @@ impl Reactor {
         if !self.api.daemon_actions.is_empty() {
             let actions = std::mem::take(&mut self.api.daemon_actions);
             self.daemon_actions(actions, now);
+        }
+        for (container, name, unload) in std::mem::take(&mut self.api.driver_requests) {
+            self.api_drivers(&container, name.as_deref(), unload, now);
         }
     }
 
@@ -509,6 +532,7 @@ impl Reactor {
                 Ok(status) => {
                     log::debug!("daemon: reaped {status:?}");
                     if let Some((pid, status)) = Fleet::exited(status)
+                        && !self.driver_exited(pid, status == ExitStatus::Code(0), now)
                         && !self.daemon_exited(pid, now)
                     {
                         self.feed(Event::ChildExited { pid, status }, now);

@@ -48,7 +48,7 @@ pub use launch::{Launched, launch};
 pub use loopdev::is_bound as loop_device_is_bound;
 pub use lxc_conf::{LxcConf, MountEntry};
 pub use mounts::MountPlan;
-pub use process::spawn_daemon;
+pub use process::{spawn_command, spawn_daemon};
 pub use spec::{
     BindKind, DEFAULT_CGROUP_PARENT, LaunchSpec, Mode, ModeRequest, Network, Persistence, PvPaths,
     PvView, RootFs, RootSource, Sysfs, ViewBind, Volume, disk_dir,

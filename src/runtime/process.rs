@@ -118,9 +118,21 @@ unsafe fn reset_signals() -> std::io::Result<()> {
     Ok(())
 }
 
-/// A board daemon: `/bin/sh -c command` in its own process group, output appended to `log`,
-/// signals reset, nothing else inherited. Returns its pid; the loop reaps it.
-pub fn spawn_daemon(command: &str, log: &std::path::Path) -> Result<Pid, RuntimeError> {
+/// A one-shot helper (a module loader): `argv` run directly, no shell, output appended to
+/// `log`, signals reset. Returns its pid; the loop reaps it.
+pub fn spawn_command(argv: &[String], log: &std::path::Path) -> Result<Pid, RuntimeError> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| RuntimeError::InvalidSpec("empty command".into()))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    with_log(&mut cmd, log)?;
+    start(cmd, &format!("spawn {program}"))
+}
+
+/// stdin from /dev/null, stdout and stderr appended to `log`, a fresh process group, signals
+/// reset, only PATH in the environment.
+fn with_log(cmd: &mut Command, log: &std::path::Path) -> Result<(), RuntimeError> {
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir)
             .map_err(RuntimeError::io(format!("create {}", dir.display())))?;
@@ -132,10 +144,8 @@ pub fn spawn_daemon(command: &str, log: &std::path::Path) -> Result<Pid, Runtime
         .map_err(RuntimeError::io(format!("open {}", log.display())))?;
     let err = out
         .try_clone()
-        .map_err(RuntimeError::io("duplicate daemon log"))?;
-    let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", command])
-        .env_clear()
+        .map_err(RuntimeError::io("duplicate log descriptor"))?;
+    cmd.env_clear()
         .env(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -148,5 +158,14 @@ pub fn spawn_daemon(command: &str, log: &std::path::Path) -> Result<Pid, Runtime
     unsafe {
         cmd.pre_exec(|| reset_signals());
     }
+    Ok(())
+}
+
+/// A board daemon: `/bin/sh -c command` in its own process group, output appended to `log`,
+/// signals reset, nothing else inherited. Returns its pid; the loop reaps it.
+pub fn spawn_daemon(command: &str, log: &std::path::Path) -> Result<Pid, RuntimeError> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", command]);
+    with_log(&mut cmd, log)?;
     start(cmd, &format!("spawn daemon {command:?}"))
 }

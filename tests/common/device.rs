@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::rootfs::{Spec, factory, revision};
+use super::rootfs::{Spec, factory_with, revision};
 use super::{Daemon, Opts, TempDir, wait_for};
 
 /// A daemon on a fresh storage whose factory revision holds `containers`; stopped with
@@ -19,8 +19,13 @@ pub struct Device {
 
 impl Device {
     pub fn boot(containers: &[Spec], sets: &[&str]) -> Device {
+        Device::boot_with(containers, sets, &json!({}))
+    }
+
+    /// The same with more top-level state entries (a BSP's `drivers.json`, …).
+    pub fn boot_with(containers: &[Spec], sets: &[&str], extra: &Value) -> Device {
         let f = TempDir::new("factory");
-        let dir = factory(f.path(), containers);
+        let dir = factory_with(f.path(), containers, extra);
         let mut opts = Opts::default()
             .arg("--factory")
             .arg(dir.to_str().unwrap())

@@ -169,6 +169,15 @@ impl Spec {
 /// containers' PATH ends with `<dir>/bin`, where `pvcontrol` is the binary under test, for
 /// process mode (isolated containers have their own in the root volume).
 pub fn revision(dir: &Path, containers: &[Spec]) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+    revision_with(dir, containers, &json!({}))
+}
+
+/// The same with more top-level entries (`bsp/drivers.json`, …) merged into the state.
+pub fn revision_with(
+    dir: &Path,
+    containers: &[Spec],
+    extra: &Value,
+) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
     let bin = dir.join("bin");
     fs::create_dir_all(&bin).unwrap();
     let _ = std::os::unix::fs::symlink(tern_bin(), bin.join("pvcontrol"));
@@ -212,15 +221,24 @@ pub fn revision(dir: &Path, containers: &[Spec]) -> (Vec<u8>, Vec<(String, Vec<u
         state.insert(format!("{}/root.squashfs", c.name), json!(root_sha));
         state.insert(format!("{}/run.json", c.name), run);
     }
+    if let Some(extra) = extra.as_object() {
+        for (k, v) in extra {
+            state.insert(k.clone(), v.clone());
+        }
+    }
     (Value::Object(state).to_string().into_bytes(), objects)
 }
 
 /// Writes a factory folder (`json` + `objects/`) holding `containers` into `dir`.
 pub fn factory(dir: &Path, containers: &[Spec]) -> PathBuf {
+    factory_with(dir, containers, &json!({}))
+}
+
+pub fn factory_with(dir: &Path, containers: &[Spec], extra: &Value) -> PathBuf {
     let out = dir.join("factory");
     let objects = out.join("objects");
     fs::create_dir_all(&objects).unwrap();
-    let (state, blobs) = revision(dir, containers);
+    let (state, blobs) = revision_with(dir, containers, extra);
     for (sha, bytes) in blobs {
         fs::write(objects.join(sha), bytes).unwrap();
     }
