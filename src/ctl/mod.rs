@@ -155,11 +155,11 @@ pub fn plan(words: &[String], opts: &Options) -> Result<Plan, String> {
         // Not in pvcontrol (it leaves /drivers unwrapped); the same shapes as the API.
         ["drivers", "ls"] => get("/drivers"),
         ["drivers", op @ ("load" | "unload")] => {
-            Plan::One(with_body("PUT", &format!("/drivers/{op}"), Body::None))
+            Plan::One(with_body("PUT", format!("/drivers/{op}"), Body::None))
         }
         ["drivers", op @ ("load" | "unload"), name] => Plan::One(with_body(
             "PUT",
-            &format!("/drivers/{name}/{op}"),
+            format!("/drivers/{name}/{op}"),
             Body::None,
         )),
         ["signal", kind @ ("ready" | "alive")] => {

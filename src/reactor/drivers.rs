@@ -43,6 +43,14 @@ pub struct DriverRuns {
 }
 
 impl Reactor {
+    fn loader(&self) -> String {
+        self.api
+            .config
+            .get("TERN_MODULE_LOADER")
+            .unwrap_or("modprobe")
+            .to_string()
+    }
+
     fn meta_lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
         |k| self.api.storage.user_meta.get(k).map(str::to_string)
     }
@@ -73,12 +81,7 @@ impl Reactor {
             );
             return true;
         };
-        let loader = self
-            .api
-            .config
-            .get("TERN_MODULE_LOADER")
-            .unwrap_or("modprobe")
-            .to_string();
+        let loader = self.loader();
         let wanted: Vec<(String, Kind)> = drivers::of_container(&run.state, container)
             .into_iter()
             .filter(|(n, k)| {
@@ -127,12 +130,7 @@ impl Reactor {
         let Some(aliases) = run.state.drivers.clone() else {
             return;
         };
-        let loader = self
-            .api
-            .config
-            .get("TERN_MODULE_LOADER")
-            .unwrap_or("modprobe")
-            .to_string();
+        let loader = self.loader();
         let manual: Vec<(String, Kind)> = drivers::of_container(&run.state, container)
             .into_iter()
             .filter(|(n, k)| *k == Kind::Manual && name.is_none_or(|w| w == n))
