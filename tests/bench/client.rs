@@ -24,6 +24,8 @@
 //! - `running --socket P --count N [--since-ns T] [--timeout S]`: poll `GET /containers` until
 //!   N containers are STARTED or READY; prints the milliseconds since T (CLOCK_REALTIME ns,
 //!   default: when polling began).
+//! - `progress --socket P --rev R --status S [--since-ns T] [--timeout S]`: poll
+//!   `GET /steps/R/progress` until its status is S; prints the milliseconds since T.
 //! - `respawn --marker M --stamps F --rounds N [--settle S]`: N times, find the one process
 //!   whose command line holds M, SIGKILL it, and wait for a new stamp in F: the supervised
 //!   command appends its start time (busybox `adjtimex`) there, so the latency is kill → new
@@ -51,6 +53,7 @@ const USAGE: &str = "usage:
   tern-bench gen      --file F --bytes N
   tern-bench upload   --socket P --file F --sha HEX [--expect CODE] [--watch-pid PID]
   tern-bench running  --socket P --count N [--since-ns T] [--timeout SECS]
+  tern-bench progress --socket P --rev R --status S [--since-ns T] [--timeout SECS]
   tern-bench respawn  --marker M --stamps F --rounds N [--settle SECS]";
 
 /// How long any single read or write on the socket may block before it counts as a hang.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         "gen" => cmd_gen(&opts),
         "upload" => cmd_upload(&opts),
         "running" => cmd_running(&opts),
+        "progress" => cmd_progress(&opts),
         "respawn" => cmd_respawn(&opts),
         _ => Err(format!("unknown subcommand '{cmd}'")),
     };
@@ -753,6 +757,37 @@ fn realtime_ns() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
+}
+
+/// GET `path` on a fresh connection: the body when the answer is 200.
+fn get_body(socket: &Path, path: &str) -> Option<String> {
+    let mut c = Conn::open(socket).ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    c.stream.write_all(req.as_bytes()).ok()?;
+    let (reply, body) = c.read_reply().ok()?;
+    (reply.status == 200).then(|| String::from_utf8_lossy(&c.buf[body]).into_owned())
+}
+
+fn cmd_progress(o: &Opts) -> Result<(), String> {
+    let socket = o.socket()?;
+    let rev = o.req("rev")?;
+    let want = format!("\"status\":\"{}\"", o.req("status")?);
+    let since: u128 = o.num("since-ns", Some(realtime_ns()))?;
+    let timeout = Duration::from_secs_f64(o.num("timeout", Some(120.0))?);
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < timeout {
+        if let Some(body) = get_body(&socket, &format!("/steps/{rev}/progress")) {
+            if body.contains(&want) {
+                let ms = (realtime_ns().saturating_sub(since)) as f64 / 1e6;
+                println!("{{\"reached_after_ms\":{ms:.1}}}");
+                return Ok(());
+            }
+            last = body;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    Err(format!("{rev} did not reach {want} in {timeout:?}: {last}"))
 }
 
 fn cmd_running(o: &Opts) -> Result<(), String> {

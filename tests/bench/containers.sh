@@ -39,7 +39,9 @@ if [[ -z $BUSYBOX ]] || ! is_static "$BUSYBOX" || ! command -v mksquashfs >/dev/
         die "cannot install busybox-static squashfs-tools runit"
     BUSYBOX=$(command -v busybox)
 fi
-[[ -x $TERN && -x $BENCH ]] || die "run tests/bench/run.sh first (it builds tern and tern-bench)"
+"${CARGO:-cargo}" build --release --bin tern >&2 || die "cargo build --release failed"
+"${CARGO:-cargo}" build --release --features bench-tools --bin tern-bench >&2 ||
+    die "building tern-bench failed"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tern-cbench.XXXXXX")
 PIDS=()
@@ -59,9 +61,9 @@ cp "$BUSYBOX" "$WORK/rootfs/bin/busybox"
 for a in sh sleep adjtimex echo; do ln -s busybox "$WORK/rootfs/bin/$a"; done
 mksquashfs "$WORK/rootfs" "$WORK/root.squashfs" -noappend -quiet -all-root >/dev/null
 
-# factory <dir> <count> <first container's script>: the others sleep.
+# factory <dir> <count> <first container's script> [tag]: the others sleep (tag changes what).
 factory() {
-    local dir=$1 n=$2 first=$3 objs=$1/factory/objects
+    local dir=$1 n=$2 first=$3 tag=${4:-100} objs=$1/factory/objects
     mkdir -p "$objs"
     local root_sha
     root_sha=$(sha256sum "$WORK/root.squashfs" | cut -d' ' -f1)
@@ -71,7 +73,7 @@ factory() {
         for i in $(seq 1 "$n"); do
             local name script conf sha
             name=$(printf 'c%03d' "$i")
-            script="exec sleep 100$i"
+            script="exec sleep $tag$i"
             [[ $i == 1 ]] && script=$first
             conf="$dir/$name.conf"
             printf 'lxc.uts.name = %s\nlxc.namespace.keep = net\nlxc.init.cmd = /bin/sh -c "%s"\n' \
@@ -144,6 +146,31 @@ RUNIT_R=$("$BENCH" respawn --marker 'sleep 3002' --stamps "$WORK/runit.stamps" -
 kill -TERM "${PIDS[-1]}" 2>/dev/null || true
 pkill -f 'sleep 3002' || true
 
+log "tern: non-reboot update of a 3-container revision, then GC of 1000 objects"
+boot upd 3 "exec sleep 3005" --set TERN_STOP_GRACE=0 --set PV_UPDATER_COMMIT_DELAY=2 \
+    --set PV_CONTROL_REMOTE=0 --set TERN_GC_GRACE=0
+factory "$WORK/upd2" 3 "exec sleep 3006" 200
+for obj in "$WORK/upd2/factory/objects"/*; do
+    "$TERN" ctl -s "$SOCK" objects put "$obj" "$(basename "$obj")" >/dev/null
+done
+"$TERN" ctl -s "$SOCK" steps put "$WORK/upd2/factory/json" locals/v2 >/dev/null
+T0=$(date +%s%N)
+"$TERN" ctl -s "$SOCK" cmd run locals/v2 >/dev/null
+out=$("$BENCH" progress --socket "$SOCK" --rev locals/v2 --status TESTING --since-ns "$T0") ||
+    die "the update did not reach TESTING (see $WORK/upd/daemon.log)"
+UPD_MS=$(field "$out" reached_after_ms)
+"$BENCH" progress --socket "$SOCK" --rev locals/v2 --status UPDATED >/dev/null ||
+    die "the update did not finish"
+for i in $(seq 1000); do
+    printf 'unreferenced object %s\n' "$i" >"$WORK/obj"
+    cp "$WORK/obj" "$WORK/upd/storage/objects/$(sha256sum "$WORK/obj" | cut -d' ' -f1)"
+done
+T0=$(date +%s%N)
+GC_OUT=$("$TERN" ctl -s "$SOCK" storage gc)
+GC_MS=$(awk "BEGIN { printf \"%.1f\", ($(date +%s%N) - $T0) / 1e6 }")
+GC_LEFT=$(find "$WORK/upd/storage/objects" -type f | wc -l)
+stop "$DPID"
+
 log "tern, isolated: $MANY containers"
 boot many "$MANY" "exec sleep 3004"
 MANY_UP=$UP_MS
@@ -162,6 +189,8 @@ TABLE=$(
         printf '| respawn p50 / p99 / max, %s | %s / %s / %s µs |\n' "${row%%:*}" \
             "$(field "${row#*:}" p50_us)" "$(field "${row#*:}" p99_us)" "$(field "${row#*:}" max_us)"
     done
+    printf '| non-reboot update of 3 containers: LOCAL_RUN → all goals reached (TESTING) | %s ms (cold start of 3: %s ms) |\n' "$UPD_MS" "$ISO3_UP"
+    printf '| POST /storage/gc with 1000 unreferenced objects (client process included) | %s ms, %s, %s objects left |\n' "$GC_MS" "$GC_OUT" "$GC_LEFT"
     printf '| respawn p50 vs runit: isolated / process mode | %s× / %s× |\n' \
         "$(ratio "$(field "$ISO_R" p50_us)" "$(field "$RUNIT_R" p50_us)")" \
         "$(ratio "$(field "$PROC_R" p50_us)" "$(field "$RUNIT_R" p50_us)")"
