@@ -12,6 +12,7 @@ mod info;
 mod meta;
 mod objects;
 mod route;
+pub mod selector;
 mod sink;
 mod steps;
 
