@@ -498,3 +498,66 @@ fn a_required_driver_that_fails_stops_the_start() {
     );
     assert!(!dev.console("dr2-app").contains("should-not-run"));
 }
+
+#[test]
+fn xconnect_brings_a_providers_socket_into_its_consumer_and_follows_restarts() {
+    require_containers!("xconnect");
+    let provider = Spec::new(
+        "x1-prov",
+        "exec tern daemon --storage /tmp/s --rundir /run/prov --set PV_LOG_LEVEL=2",
+        json!({"group": "platform", "restart_policy": "container"}),
+    );
+    let consumer = Spec::new(
+        "x1-cons",
+        "while true; do pvcontrol -s /run/api.sock steps ls > /tmp/out 2>&1 && \
+         echo reached=$(cat /tmp/out); sleep 1; done",
+        json!({"group": "app", "restart_policy": "container",
+               "services": {"required": [{"name": "prov-api", "type": "rest",
+                                          "target": "/run/api.sock"}]}}),
+    );
+    let exports = json!({"x1-prov/services.json": {"#spec": "service-manifest-xconnect@1",
+        "services": [{"name": "prov-api", "type": "rest", "socket": "/run/prov/pv-ctrl"}]}});
+    let dev = Device::boot_with(&[provider, consumer], &["TERN_STOP_GRACE=1"], &exports);
+    dev.wait_status("x1-cons", "STARTED", secs(20));
+    // The consumer talks to the daemon inside the provider through its own /run/api.sock.
+    dev.wait_console("x1-cons", r#"reached=[{"name":"0""#, secs(20));
+    let graph = dev.d.get("/xconnect-graph").json();
+    let link = &graph[0];
+    assert_eq!(link["consumer"], "x1-cons");
+    assert_eq!(link["provider"], "x1-prov");
+    assert_eq!(link["name"], "prov-api");
+    assert_eq!(link["type"], "rest");
+    assert_eq!(link["target"], "/run/api.sock");
+    assert_eq!(link["socket"], "/run/prov/pv-ctrl");
+    let first_pid = link["provider_pid"].as_i64().unwrap();
+    assert!(
+        first_pid > 0 && link["consumer_pid"].as_i64().unwrap() > 0,
+        "{graph}"
+    );
+    // Nothing landed on the host.
+    assert!(!Path::new("/run/api.sock").exists());
+    // The provider restarts: the link follows its new pid.
+    assert_eq!(dev.action("x1-prov", "restart").0, 200);
+    assert!(wait_for(secs(20), || {
+        let p = dev.d.get("/xconnect-graph").json()[0]["provider_pid"]
+            .as_i64()
+            .unwrap_or(0);
+        p > 0 && p != first_pid
+    }));
+    let before = dev.console("x1-cons").matches("reached=").count();
+    assert!(wait_for(secs(20), || dev
+        .console("x1-cons")
+        .matches("reached=")
+        .count()
+        > before + 1));
+    assert_eq!(
+        dev.d
+            .request(
+                "POST",
+                "/commands",
+                br#"{"op":"XCONNECT_GRAPH","payload":""}"#
+            )
+            .status,
+        200
+    );
+}

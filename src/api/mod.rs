@@ -237,6 +237,7 @@ impl Api {
             Route::DaemonsList => Ok(Response::json(200, self.daemons.json())),
             Route::DaemonPut(name) => daemon_put(self, &name, memory_body(&sink)),
             Route::DriversList => Ok(drivers_list(self, &caller.owner)),
+            Route::XconnectGraph => Ok(Response::json(200, xconnect_graph(self))),
             Route::DriversPut { name, unload } => drivers_put(self, &caller.owner, name, unload),
         };
         result.unwrap_or_else(ApiError::into_response)
@@ -270,6 +271,17 @@ fn daemon_put(api: &mut Api, name: &str, body: &[u8]) -> Result<Response, ApiErr
     let actions = result.map_err(|(status, msg)| ApiError::new(status, msg))?;
     api.daemon_actions.extend(actions);
     Ok(Response::ok())
+}
+
+/// `GET /xconnect-graph`: every link with the pids of the moment.
+fn xconnect_graph(api: &Api) -> String {
+    use crate::engine::xconnect;
+    match &api.running {
+        Some(run) => xconnect::json(&xconnect::graph(&run.state), |n| {
+            run.supervisor.container(n).and_then(|c| c.pid)
+        }),
+        None => "[]".into(),
+    }
 }
 
 /// The caller's drivers (a container's; the host has none).

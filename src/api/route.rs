@@ -39,6 +39,7 @@ pub enum Route {
     DaemonsList,
     DaemonPut(String),
     DriversList,
+    XconnectGraph,
     /// `PUT /drivers/load|unload` (all manual drivers) or `/drivers/{name}/load|unload`.
     DriversPut {
         name: Option<String>,
@@ -113,6 +114,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         ["storage", "gc"] => only(m, "POST", Route::StorageGc),
         ["daemons"] => only(m, "GET", Route::DaemonsList),
         ["drivers"] => only(m, "GET", Route::DriversList),
+        ["xconnect-graph"] => only(m, "GET", Route::XconnectGraph),
         ["drivers", op @ ("load" | "unload")] => only(
             m,
             "PUT",

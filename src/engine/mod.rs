@@ -16,6 +16,7 @@ pub mod json;
 pub mod recovery;
 pub mod supervisor;
 pub mod update;
+pub mod xconnect;
 
 use std::fmt;
 use std::time::{Duration, Instant};

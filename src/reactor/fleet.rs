@@ -344,6 +344,12 @@ impl Fleet {
         fx.deadlines.push((now, FleetDue::Pump { container: i }));
     }
 
+    /// How container `name` runs, while it does.
+    pub fn mode_of(&self, name: &str) -> Option<Mode> {
+        let i = self.names.iter().position(|n| n == name)?;
+        self.live.get(&i).map(|l| l.launched.mode)
+    }
+
     /// Whether a timer deadline is still the current one of its kind.
     pub fn timer_is_current(&self, i: usize, kind: usize, generation: u64) -> bool {
         self.timer_generation

@@ -11,6 +11,7 @@ mod drivers;
 mod fleet;
 pub mod signals;
 pub mod updates;
+mod xconnect;
 
 pub use daemons::from_config as daemons_from_config;
 pub use fleet::{Exit, Fleet};
@@ -57,6 +58,8 @@ enum Due {
     Commit { generation: u64 },
     /// A board daemon's respawn delay is over.
     Daemon { index: usize },
+    /// Look at xconnect again (a container's root was not ready).
+    Xconnect,
 }
 
 struct Slot {
@@ -90,6 +93,8 @@ pub struct Reactor {
     commit_generation: u64,
     /// Module loaders running, and container starts waiting for them.
     driver_runs: drivers::DriverRuns,
+    /// xconnect listeners and the pipes behind them.
+    proxies: xconnect::Proxies,
 }
 
 /// Bind the control socket at `path`. A stale socket file from a previous run is replaced, but
@@ -162,6 +167,7 @@ impl Reactor {
             checking: false,
             commit_generation: 0,
             driver_runs: drivers::DriverRuns::default(),
+            proxies: xconnect::Proxies::default(),
         })
     }
 
@@ -279,6 +285,7 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.accept_all(now),
                     SIGNALS => self.handle_signals(now),
+                    Token(t) if t >= xconnect::LISTENER_BASE => self.xconnect_event(t),
                     Token(t) if t >= CONSOLE_BASE => self.pump(t - CONSOLE_BASE, now),
                     Token(t) => self.drive(t - FIRST_CONN, now),
                 }
@@ -306,6 +313,7 @@ impl Reactor {
     /// Stop taking requests and stop every container, with the engine's grace.
     fn begin_shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
+        self.proxies.close_all(self.poll.registry());
         let actions = self.api.daemons.stop_all();
         self.daemon_actions(actions, now);
         let _ = self.poll.registry().deregister(&mut self.listener);
@@ -456,6 +464,8 @@ impl Reactor {
                 Due::Fleet(due) => self.fleet_due(due, now),
                 Due::Commit { generation } => self.commit_due(generation, now),
                 Due::Daemon { index } => self.daemon_due(index, now),
+                Due::Xconnect if !self.shutting_down => self.reconcile_xconnect(false),
+                Due::Xconnect => {}
                 Due::ShutdownGrace => {
                     let mut fx = Effects::default();
                     self.fleet.kill_all(self.poll.registry(), now, &mut fx);
@@ -475,7 +485,8 @@ impl Reactor {
                 | Due::Fleet(_)
                 | Due::ShutdownGrace
                 | Due::Commit { .. }
-                | Due::Daemon { .. } => true,
+                | Due::Daemon { .. }
+                | Due::Xconnect => true,
             });
         }
     }

@@ -114,7 +114,8 @@ impl Reactor {
                     Err(_) => log::warn!("command: no ssh daemon (TERN_SSHD_CMD is not set)"),
                 }
             }
-            Op::DeferReboot | Op::XconnectGraph | Op::Unclaim => {}
+            Op::XconnectGraph => self.reconcile_xconnect(true),
+            Op::DeferReboot | Op::Unclaim => {}
         }
     }
 
@@ -290,6 +291,10 @@ impl Reactor {
             }
         }
         self.checking = false;
+        // Containers may have come or gone: xconnect follows.
+        if !self.shutting_down {
+            self.reconcile_xconnect(false);
+        }
     }
 
     /// One round; true when something changed and another look is worth it.

@@ -123,6 +123,8 @@ pub fn root_volume() -> &'static Path {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).unwrap();
         }
         fs::copy(tern_bin(), root.join("usr/bin/pvcontrol")).unwrap();
+        // The same binary as a daemon (a service provider in the xconnect tests).
+        std::os::unix::fs::symlink("pvcontrol", root.join("usr/bin/tern")).unwrap();
         if !is_static_elf(Path::new(tern_bin())) {
             let out = Command::new("ldd").arg(tern_bin()).output().unwrap();
             for lib in String::from_utf8_lossy(&out.stdout)
