@@ -317,3 +317,46 @@ fn kill_9_at_any_point_of_an_update_leaves_a_device_that_boots_and_tells_the_tru
     assert!(tried >= 3);
     println!("kill points tried: {tried}");
 }
+
+#[test]
+fn try_once_returns_to_the_committed_revision_at_the_next_start() {
+    require_containers!("TRY_ONCE");
+    let mut sets = SETS.to_vec();
+    sets.retain(|s| !s.starts_with("PV_UPDATER_COMMIT_DELAY"));
+    sets.push("PV_UPDATER_COMMIT_DELAY=20");
+    let mut dev = Device::boot(&[Spec::new("t1-sys", "exec sleep 2261", json!({}))], &sets);
+    dev.wait_status("t1-sys", "STARTED", secs(20));
+    // A restart before the commit goes back.
+    dev.install("once", &[Spec::new("t1-sys", "exec sleep 2262", json!({}))]);
+    assert_eq!(dev.command("TRY_ONCE", "locals/once").0, 200);
+    dev.wait_progress("locals/once", "TESTING", secs(30));
+    assert_eq!(dev.current(), "locals/once");
+    assert!(dev.d.stop().success());
+    dev.d.spawn();
+    dev.wait_status("t1-sys", "STARTED", secs(20));
+    assert_eq!(dev.current(), "0");
+    assert_eq!(
+        dev.progress("locals/once"),
+        ("ERROR".into(), "Unexpected rollback".into())
+    );
+    assert!(wait_for(secs(5), || Device::pids_with("sleep 2261").len() == 1));
+    // Even a try that finished is no rollback point: the next start is back on 0 too.
+    // (Started again with a 1 s commit delay; revision 0 exists, so no factory is needed.)
+    assert!(dev.d.stop().success());
+    dev.d.opts = SETS.iter().fold(common::Opts::default(), |o, s| o.set(s));
+    dev.d.spawn();
+    dev.wait_status("t1-sys", "STARTED", secs(20));
+    dev.install(
+        "once2",
+        &[Spec::new("t1-sys", "exec sleep 2263", json!({}))],
+    );
+    assert_eq!(dev.command("TRY_ONCE", "locals/once2").0, 200);
+    let (_, msg) = dev.wait_progress("locals/once2", "UPDATED", secs(40));
+    assert_eq!(msg, "Update finished, revision not set as rollback point");
+    assert_eq!(dev.current(), "locals/once2");
+    assert!(dev.d.stop().success());
+    dev.d.spawn();
+    dev.wait_status("t1-sys", "STARTED", secs(20));
+    assert_eq!(dev.current(), "0");
+    assert_eq!(dev.progress("locals/once2").0, "UPDATED");
+}
