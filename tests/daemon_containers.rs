@@ -181,6 +181,25 @@ fn stop_start_and_restart_over_the_api() {
         .matches("run a1-marker")
         .count()
         == 3));
+    // The same through /programs: a restart is a new process, and the system container
+    // answers ER with Pantavisor's reason.
+    let r = dev.d.request(
+        "POST",
+        "/programs/restart",
+        br#"{"op":"component","arg":"a1-app"}"#,
+    );
+    assert_eq!(r.text(), r#"[{"status":"OK","tag":"a1-app"}]"#);
+    assert!(wait_for(secs(10), || dev
+        .console("a1-app")
+        .matches("run a1-marker")
+        .count()
+        == 4));
+    dev.wait_status("a1-app", "STARTED", secs(10));
+    let r = dev.d.request("DELETE", "/programs/a1-sys", b"");
+    assert_eq!(
+        r.text(),
+        r#"[{"message":"Container has restart_policy 'system' and cannot be controlled via API","status":"ER","tag":"a1-sys"}]"#
+    );
     assert!(dev.zombies().is_empty());
 }
 

@@ -35,7 +35,7 @@ fn alive(pid: i64) -> bool {
 fn start() -> Daemon {
     Daemon::start_with(
         Opts::default()
-            .set("TERN_DAEMONS=hwrngd:exec sleep 44011;logger:echo started >&2; exec sleep 44012")
+            .set("TERN_DAEMONS=hwrngd:exec sleep 44011;logger:echo started >&2 && exec sleep 44012")
             .set("TERN_SSHD_CMD=exec sleep 44013")
             .set("PV_DEBUG_SSH=0"),
     )
@@ -130,4 +130,62 @@ fn daemons_are_listed_started_and_stopped_like_pantavisor() {
     assert!(wait_for(Duration::from_secs(5), || left
         .iter()
         .all(|p| !alive(*p))));
+}
+
+#[test]
+fn programs_selects_components_with_pies_selectors() {
+    let d = start();
+    assert!(wait_for(Duration::from_secs(5), || alive(pid_of(
+        &d, "hwrngd"
+    )) && alive(pid_of(
+        &d, "logger"
+    ))));
+    let list = |q: &str| {
+        let r = d.get(&format!("/programs{q}"));
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        r.json().as_array().cloned().unwrap()
+    };
+    let tags = |v: &[Value]| -> Vec<String> {
+        v.iter()
+            .map(|x| x["tag"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(tags(&list("")), ["sshd", "hwrngd", "logger"]);
+    let running = list("?%7B%22op%22%3A%22status%22%2C%22arg%22%3A%22running%22%7D");
+    assert_eq!(tags(&running), ["hwrngd", "logger"]);
+    let first = &running[0];
+    assert_eq!(first["type"], "component");
+    assert_eq!(first["mode"], "respawn");
+    assert_eq!(first["active"], true);
+    assert!(first["pid"].as_i64().unwrap() > 0);
+    assert_eq!(first["argv"], json!(["/bin/sh", "-c", "exec sleep 44011"]));
+    // Raw JSON in the query works too; nothing matched is an empty array.
+    assert!(list(r#"?{"op":"component","arg":"nope"}"#).is_empty());
+    assert!(list("?false").is_empty());
+    let r = d.get(r#"/programs?{"op":"bogus"}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("bogus"), "{}", r.text());
+
+    // DELETE stops, PUT starts, one result per match.
+    let r = d.request("DELETE", "/programs/hwrngd", b"");
+    assert_eq!(r.text(), r#"[{"status":"OK","tag":"hwrngd"}]"#);
+    assert!(wait_for(Duration::from_secs(5), || pid_of(&d, "hwrngd") == -1));
+    assert_eq!(list("/hwrngd")[0]["active"], false);
+    let r = d.request("PUT", "/programs", br#"{"op":"component","arg":"hwrngd"}"#);
+    assert_eq!(r.text(), r#"[{"status":"OK","tag":"hwrngd"}]"#);
+    assert!(wait_for(Duration::from_secs(5), || alive(pid_of(
+        &d, "hwrngd"
+    ))));
+    // POST /programs/restart: a new process.
+    let before = pid_of(&d, "logger");
+    let r = d.request(
+        "POST",
+        "/programs/restart",
+        br#"{"op":"component","arg":"logger"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(wait_for(Duration::from_secs(5), || {
+        let p = pid_of(&d, "logger");
+        p != before && alive(p)
+    }));
 }

@@ -11,6 +11,7 @@ pub mod gc;
 mod info;
 mod meta;
 mod objects;
+pub mod programs;
 mod route;
 pub mod selector;
 mod sink;
@@ -176,6 +177,11 @@ impl Api {
             return Plan::Respond(e.into_response().closing());
         }
         let route = match route(&head.method, head.path()) {
+            Ok(Route::Programs { op, tag, .. }) => Route::Programs {
+                op,
+                tag,
+                query: head.query().map(str::to_string),
+            },
             Ok(r) => r,
             Err(e) => return Plan::Respond(e.into()),
         };
@@ -238,6 +244,10 @@ impl Api {
             Route::DaemonPut(name) => daemon_put(self, &name, memory_body(&sink)),
             Route::DriversList => Ok(drivers_list(self, &caller.owner)),
             Route::XconnectGraph => Ok(Response::json(200, xconnect_graph(self))),
+            Route::Programs { op, tag, query } => {
+                programs::selector_of(tag.as_deref(), query.as_deref(), memory_body(&sink))
+                    .and_then(|sel| programs::handle(self, op, &sel))
+            }
             Route::DriversPut { name, unload } => drivers_put(self, &caller.owner, name, unload),
         };
         result.unwrap_or_else(ApiError::into_response)

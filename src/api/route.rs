@@ -40,6 +40,12 @@ pub enum Route {
     DaemonPut(String),
     DriversList,
     XconnectGraph,
+    /// `/programs[/TAG]` (the query string is added by the API from the request head).
+    Programs {
+        op: super::programs::Op,
+        tag: Option<String>,
+        query: Option<String>,
+    },
     /// `PUT /drivers/load|unload` (all manual drivers) or `/drivers/{name}/load|unload`.
     DriversPut {
         name: Option<String>,
@@ -115,6 +121,9 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         ["daemons"] => only(m, "GET", Route::DaemonsList),
         ["drivers"] => only(m, "GET", Route::DriversList),
         ["xconnect-graph"] => only(m, "GET", Route::XconnectGraph),
+        ["programs"] => programs(m, None),
+        ["programs", "restart"] if m == "POST" => programs(m, None),
+        ["programs", tag] => programs(m, Some((*tag).to_string())),
         ["drivers", op @ ("load" | "unload")] => only(
             m,
             "PUT",
@@ -134,6 +143,22 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         ["daemons", name] => only(m, "PUT", Route::DaemonPut((*name).to_string())),
         _ => Err(unknown()),
     }
+}
+
+fn programs(method: &str, tag: Option<String>) -> Result<Route, ApiError> {
+    use super::programs::Op;
+    let op = match method {
+        "GET" => Op::List,
+        "PUT" => Op::Start,
+        "DELETE" => Op::Stop,
+        "POST" => Op::Restart,
+        _ => return Err(ApiError::method_not_supported()),
+    };
+    Ok(Route::Programs {
+        op,
+        tag,
+        query: None,
+    })
 }
 
 fn only(method: &str, want: &str, r: Route) -> Result<Route, ApiError> {

@@ -70,6 +70,10 @@ impl Daemons {
         self.list.get(index).map(|d| d.name.as_str())
     }
 
+    pub fn list(&self) -> &[Daemon] {
+        &self.list
+    }
+
     pub fn get(&self, name: &str) -> Option<&Daemon> {
         self.list.iter().find(|d| d.name == name)
     }
