@@ -124,6 +124,7 @@ fn host_of(config: &Config, storage: &Storage, socket: &std::path::Path) -> Host
             _ => ModeRequest::Auto,
         },
         console_cap: config.get_u64("TERN_CONSOLE_MAXSIZE"),
+        env: Vec::new(),
     }
 }
 
@@ -229,7 +230,7 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         log::warn!("daemon: cannot become a child subreaper: {e}");
     }
-    let host = host_of(&config, &storage, &socket);
+    let mut host = host_of(&config, &storage, &socket);
     let swept = crate::runtime::sweep::sweep(
         &host.work_dir,
         crate::runtime::capabilities(),
@@ -238,8 +239,11 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     if swept > 0 {
         log::warn!("daemon: cleaned up {swept} leftover(s) of a previous run");
     }
-    let fleet = Fleet::new(host);
     let mut api = Api::new(storage, config, Instant::now());
+    api.load_v1_key();
+    api.forced_unhealthy = api.config.get("TERN_TEST_UNHEALTHY").map(str::to_string);
+    host.env = api.v1_env("");
+    let fleet = Fleet::new(host);
     api.apply_meta_overrides();
     api.daemons = crate::reactor::daemons_from_config(&api.config);
     boot_revision(&mut api);

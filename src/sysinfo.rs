@@ -62,3 +62,47 @@ pub fn storage_json(path: &Path, reserved_percent: u64) -> String {
         s.total, s.free, reserved, real_free
     )
 }
+
+/// The host's IPv4 addresses other than loopback, in interface order.
+pub fn ip_addresses() -> Vec<String> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for a in addrs {
+        let Some(ip) = a
+            .address
+            .as_ref()
+            .and_then(|s| s.as_sockaddr_in())
+            .map(|s| s.ip())
+        else {
+            continue;
+        };
+        if !ip.is_loopback() && !out.contains(&ip.to_string()) {
+            out.push(ip.to_string());
+        }
+    }
+    out
+}
+
+/// `PRETTY_NAME` of `/etc/os-release`, else the kernel's name and release.
+pub fn os_version() -> String {
+    let pretty = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        });
+    pretty.unwrap_or_else(|| {
+        nix::sys::utsname::uname()
+            .map(|u| {
+                format!(
+                    "{} {}",
+                    u.sysname().to_string_lossy(),
+                    u.release().to_string_lossy()
+                )
+            })
+            .unwrap_or_default()
+    })
+}

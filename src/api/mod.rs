@@ -16,6 +16,7 @@ mod route;
 pub mod selector;
 mod sink;
 mod steps;
+pub mod v1;
 
 use std::time::Instant;
 
@@ -48,6 +49,8 @@ pub struct Caller {
     pub pid: Option<i32>,
     pub uid: Option<u32>,
     pub owner: Owner,
+    /// Came in on the v1 (balena-style) TCP listener rather than the control socket.
+    pub v1: bool,
 }
 
 /// The revision being run: its parsed state and the machines of its containers.
@@ -89,6 +92,12 @@ pub struct Api {
     /// (container, driver or all of its manual ones, unload).
     pub drivers: crate::engine::drivers::Drivers,
     pub driver_requests: Vec<(String, Option<String>, bool)>,
+    /// The v1 API's key (persisted under `<storage>/cache/v1-api-key`) and the effects its
+    /// handlers leave for the reactor.
+    pub v1_key: String,
+    pub v1_effects: Vec<v1::Effect>,
+    /// Test-only (`TERN_TEST_UNHEALTHY`): a reason `/v1/healthy` must fail with.
+    pub forced_unhealthy: Option<String>,
 }
 
 impl Api {
@@ -109,7 +118,82 @@ impl Api {
             daemon_actions: Vec::new(),
             drivers: Default::default(),
             driver_requests: Vec::new(),
+            v1_key: String::new(),
+            v1_effects: Vec::new(),
+            forced_unhealthy: None,
         }
+    }
+
+    fn v1_key_path(&self) -> std::path::PathBuf {
+        self.storage.root().join("cache/v1-api-key")
+    }
+
+    /// Load the v1 API key, or make and persist one on first start.
+    pub fn load_v1_key(&mut self) {
+        match std::fs::read_to_string(self.v1_key_path()) {
+            Ok(k) if !k.trim().is_empty() => self.v1_key = k.trim().to_string(),
+            _ => {
+                if let Err(e) = self.regenerate_v1_key() {
+                    log::error!("v1: cannot create an API key: {e}");
+                }
+            }
+        }
+    }
+
+    /// A new random key, durable before it is used; the old one stops working at once.
+    pub fn regenerate_v1_key(&mut self) -> Result<String, String> {
+        use std::io::Read;
+        let mut raw = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut raw))
+            .map_err(|e| format!("/dev/urandom: {e}"))?;
+        let key = crate::store::objects::hex(&raw);
+        crate::store::durable::write_atomic(&self.v1_key_path(), key.as_bytes())
+            .map_err(|e| e.to_string())?;
+        self.v1_key = key.clone();
+        Ok(key)
+    }
+
+    /// What a container is told about the v1 API: address and key under Tern's, resin's and
+    /// balena's names, and where its update lock goes.
+    pub fn v1_env(&self, _container: &str) -> Vec<(String, String)> {
+        let Some(addr) = self
+            .config
+            .get("TERN_V1_ADDRESS")
+            .filter(|a| !a.is_empty() && !a.eq_ignore_ascii_case("off"))
+        else {
+            return Vec::new();
+        };
+        let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "48484"));
+        let mut env = Vec::new();
+        for p in ["TERN", "RESIN", "BALENA"] {
+            env.push((format!("{p}_SUPERVISOR_ADDRESS"), format!("http://{addr}")));
+            env.push((format!("{p}_SUPERVISOR_HOST"), host.to_string()));
+            env.push((format!("{p}_SUPERVISOR_PORT"), port.to_string()));
+            env.push((format!("{p}_SUPERVISOR_API_KEY"), self.v1_key.clone()));
+        }
+        for p in ["RESIN", "BALENA"] {
+            env.push((
+                format!("{p}_APP_LOCK_PATH"),
+                "/tmp/balena/updates.lock".into(),
+            ));
+        }
+        env
+    }
+
+    /// Why `/v1/healthy` fails, if it does: a board daemon that should run has been down
+    /// and waiting to respawn, or the test-only override. The loop itself is healthy by
+    /// construction here (a stalled loop answers nothing at all), and there is no hub
+    /// client yet whose reports could fail.
+    pub fn unhealthy(&self) -> Option<String> {
+        if let Some(why) = &self.forced_unhealthy {
+            return Some(why.clone());
+        }
+        self.daemons
+            .list()
+            .iter()
+            .find(|d| d.respawn && d.pid.is_none() && d.waiting)
+            .map(|d| format!("daemon {} is not running", d.name))
     }
 
     /// Remote mode unless the config disables it or a local revision runs (Pantavisor's rule;
@@ -173,6 +257,12 @@ impl Api {
 
     /// Decide, from the head alone, how to handle a request.
     pub fn begin(&mut self, head: &RequestHead, caller: &Caller) -> Plan {
+        if caller.v1 {
+            return match v1::begin(self, head) {
+                Ok(route) => Plan::Receive(route, Sink::memory(MAX_META_BYTES)),
+                Err(resp) => Plan::Respond(resp),
+            };
+        }
         if let Err(e) = check_host(head) {
             return Plan::Respond(e.into_response().closing());
         }
@@ -244,6 +334,7 @@ impl Api {
             Route::DaemonPut(name) => daemon_put(self, &name, memory_body(&sink)),
             Route::DriversList => Ok(drivers_list(self, &caller.owner)),
             Route::XconnectGraph => Ok(Response::json(200, xconnect_graph(self))),
+            Route::V1(call) => Ok(v1::complete(self, call, memory_body(&sink))),
             Route::Programs { op, tag, query } => {
                 programs::selector_of(tag.as_deref(), query.as_deref(), memory_body(&sink))
                     .and_then(|sel| programs::handle(self, op, &sel))

@@ -40,6 +40,8 @@ pub enum Route {
     DaemonPut(String),
     DriversList,
     XconnectGraph,
+    /// A call of the v1 API (TCP listener only).
+    V1(super::v1::Call),
     /// `/programs[/TAG]` (the query string is added by the API from the request head).
     Programs {
         op: super::programs::Op,

@@ -205,6 +205,8 @@ pub(crate) const KEYS: &[KeyDef] = &[
     one_of("TERN_DEV_REBOOT", None, DEV_REBOOTS, "exit"),
     int("TERN_GC_GRACE", None, "600", 0, INT_MAX),
     string("TERN_DAEMONS", None, None),
+    string("TERN_V1_ADDRESS", None, Some("127.0.0.1:48484")),
+    string("TERN_TEST_UNHEALTHY", None, None),
 ];
 
 /// Further names Pantavisor accepts on input only (never printed).

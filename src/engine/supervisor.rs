@@ -179,6 +179,17 @@ impl Supervisor {
         out
     }
 
+    /// Start a container again after a quiet stop, whatever its restart policy (the daemon's
+    /// own maintenance, e.g. a data purge; clients go through [`Supervisor::api`]).
+    pub fn start_again(&mut self, name: &str, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        if let Some(i) = self.index(name) {
+            self.step(i, Input::ApiStart, now, &mut out);
+        }
+        self.settle(now, &mut out);
+        out
+    }
+
     /// Whether none of these containers has a process left (STOPPED, or never started).
     pub fn are_down(&self, names: &[String]) -> bool {
         self.containers

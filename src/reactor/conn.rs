@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use mio::net::UnixStream;
+use super::stream::Stream;
 
 use crate::api::{Api, Caller, MAX_IGNORED_BODY, Plan, Route, Sink};
 use crate::http::{
@@ -60,7 +60,7 @@ struct Receiving {
 }
 
 pub struct Conn {
-    pub stream: UnixStream,
+    pub stream: Stream,
     pub caller: Caller,
     inbuf: Vec<u8>,
     state: ReadState,
@@ -85,7 +85,7 @@ pub enum Status {
 }
 
 impl Conn {
-    pub fn new(stream: UnixStream, caller: Caller, now: Instant) -> Conn {
+    pub fn new(stream: Stream, caller: Caller, now: Instant) -> Conn {
         Conn {
             stream,
             caller,

@@ -99,6 +99,11 @@ impl Fleet {
         &self.host
     }
 
+    /// Replace the environment every container gets from now on.
+    pub fn set_env(&mut self, env: Vec<(String, String)>) {
+        self.host.env = env;
+    }
+
     /// Nothing of any container is left on the host.
     pub fn is_empty(&self) -> bool {
         self.live.is_empty()

@@ -10,7 +10,9 @@ mod deadlines;
 mod drivers;
 mod fleet;
 pub mod signals;
+mod stream;
 pub mod updates;
+mod v1;
 mod xconnect;
 
 pub use daemons::from_config as daemons_from_config;
@@ -37,6 +39,7 @@ use fleet::{CONSOLE_BASE, Effects, FleetDue};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
+const V1_LISTENER: Token = Token(2);
 const FIRST_CONN: usize = 16;
 
 /// Re-reads the configuration on SIGHUP (supplied by `main`, which knows the command line).
@@ -60,6 +63,8 @@ enum Due {
     Daemon { index: usize },
     /// Look at xconnect again (a container's root was not ready).
     Xconnect,
+    /// The identify LED's 15 s of blinking are over.
+    BlinkOff,
 }
 
 struct Slot {
@@ -70,6 +75,8 @@ struct Slot {
 pub struct Reactor {
     poll: Poll,
     listener: UnixListener,
+    /// The v1 API's TCP listener, when enabled.
+    v1: Option<mio::net::TcpListener>,
     socket_path: PathBuf,
     signals: signals::Signals,
     slots: Vec<Slot>,
@@ -95,6 +102,8 @@ pub struct Reactor {
     driver_runs: drivers::DriverRuns,
     /// xconnect listeners and the pipes behind them.
     proxies: xconnect::Proxies,
+    /// Containers whose data a v1 purge wipes once they are down.
+    purges: Vec<String>,
 }
 
 /// Bind the control socket at `path`. A stale socket file from a previous run is replaced, but
@@ -137,6 +146,11 @@ impl Reactor {
         fleet: Fleet,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
+        let mut v1 = v1_listener(&api.config);
+        if let Some(l) = v1.as_mut() {
+            poll.registry()
+                .register(l, V1_LISTENER, Interest::READABLE)?;
+        }
         let signals = signals::Signals::new().map_err(io::Error::from)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -150,6 +164,7 @@ impl Reactor {
         Ok(Reactor {
             poll,
             listener,
+            v1,
             socket_path,
             signals,
             slots: Vec::new(),
@@ -168,6 +183,7 @@ impl Reactor {
             commit_generation: 0,
             driver_runs: drivers::DriverRuns::default(),
             proxies: xconnect::Proxies::default(),
+            purges: Vec::new(),
         })
     }
 
@@ -258,6 +274,12 @@ impl Reactor {
         for (container, name, unload) in std::mem::take(&mut self.api.driver_requests) {
             self.api_drivers(&container, name.as_deref(), unload, now);
         }
+        for effect in std::mem::take(&mut self.api.v1_effects) {
+            self.v1_effect(effect, now);
+        }
+        // A regenerated key reaches containers started from now on (balena: at the next
+        // recreation).
+        self.fleet.set_env(self.api.v1_env(""));
     }
 
     /// Run until SIGTERM or SIGINT (or a reboot request); returns once every container is
@@ -284,6 +306,7 @@ impl Reactor {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
+                    V1_LISTENER => self.accept_v1(now),
                     SIGNALS => self.handle_signals(now),
                     Token(t) if t >= xconnect::LISTENER_BASE => self.xconnect_event(t),
                     Token(t) if t >= CONSOLE_BASE => self.pump(t - CONSOLE_BASE, now),
@@ -314,6 +337,9 @@ impl Reactor {
     fn begin_shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
         self.proxies.close_all(self.poll.registry());
+        if let Some(mut l) = self.v1.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
         let actions = self.api.daemons.stop_all();
         self.daemon_actions(actions, now);
         let _ = self.poll.registry().deregister(&mut self.listener);
@@ -329,9 +355,34 @@ impl Reactor {
         }
     }
 
+    fn accept_v1(&mut self, now: Instant) {
+        loop {
+            let Some(listener) = self.v1.as_ref() else {
+                return;
+            };
+            let stream = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("v1: accept failed: {e}");
+                    self.deadlines
+                        .push(now + Duration::from_millis(100), Due::Accept);
+                    return;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let caller = Caller {
+                v1: true,
+                ..Caller::default()
+            };
+            self.admit(stream::Stream::Tcp(stream), caller, now);
+        }
+    }
+
     fn accept_all(&mut self, now: Instant) {
         loop {
-            let mut stream = match self.listener.accept() {
+            let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -343,13 +394,20 @@ impl Reactor {
                     return;
                 }
             };
-            if self.open >= self.max_conns && !self.evict_oldest_idle() {
-                refuse_busy(&mut stream);
-                continue;
-            }
             let mut caller = peer_caller(&stream);
             if let Some(pid) = caller.pid {
                 caller.owner = self.api.identify(pid);
+            }
+            self.admit(stream::Stream::Unix(stream), caller, now);
+        }
+    }
+
+    /// A new client of either listener: a slot, or a 503 when full of busy connections.
+    fn admit(&mut self, mut stream: stream::Stream, caller: Caller, now: Instant) {
+        {
+            if self.open >= self.max_conns && !self.evict_oldest_idle() {
+                refuse_busy(&mut stream);
+                return;
             }
             let slot = self.free_slot();
             let token = Token(slot + FIRST_CONN);
@@ -359,7 +417,7 @@ impl Reactor {
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 log::warn!("ctrl: cannot watch a new connection: {e}");
-                continue;
+                return;
             }
             self.slots[slot].conn = Some(Conn::new(stream, caller, now));
             self.open += 1;
@@ -466,6 +524,7 @@ impl Reactor {
                 Due::Daemon { index } => self.daemon_due(index, now),
                 Due::Xconnect if !self.shutting_down => self.reconcile_xconnect(false),
                 Due::Xconnect => {}
+                Due::BlinkOff => self.blink_off(),
                 Due::ShutdownGrace => {
                     let mut fx = Effects::default();
                     self.fleet.kill_all(self.poll.registry(), now, &mut fx);
@@ -486,7 +545,8 @@ impl Reactor {
                 | Due::ShutdownGrace
                 | Due::Commit { .. }
                 | Due::Daemon { .. }
-                | Due::Xconnect => true,
+                | Due::Xconnect
+                | Due::BlinkOff => true,
             });
         }
     }
@@ -567,11 +627,17 @@ impl Reactor {
                 {
                     log::warn!("config: storage and run dir changes take effect at the next start");
                 }
-                crate::logger::set_level(new.log_level());
+                // As at start: warnings and info always reach the log.
+                crate::logger::set_level(new.log_level().max(3));
                 self.timeouts = timeouts_from(&new);
                 self.max_conns = max_conns_from(&new);
                 self.api.config = new;
                 self.api.apply_meta_overrides();
+                self.api.forced_unhealthy = self
+                    .api
+                    .config
+                    .get("TERN_TEST_UNHEALTHY")
+                    .map(str::to_string);
                 log::info!("config: reloaded on SIGHUP");
             }
             Err(e) => log::error!("config: reload failed, keeping the running config: {e}"),
@@ -606,14 +672,14 @@ fn peer_caller(stream: &mio::net::UnixStream) -> Caller {
             pid: Some(cred.pid()),
             uid: Some(cred.uid()),
             owner: crate::api::Owner::Host,
+            v1: false,
         },
         Err(_) => Caller::default(),
     }
 }
 
 /// Over the connection limit with no idle connection to close: say so and hang up.
-fn refuse_busy(stream: &mut mio::net::UnixStream) {
-    use std::io::Write;
+fn refuse_busy(stream: &mut impl std::io::Write) {
     let resp = Response::error(503, "Too many connections")
         .closing()
         .with_header("Retry-After", "1");
@@ -621,4 +687,30 @@ fn refuse_busy(stream: &mut mio::net::UnixStream) {
     bytes.extend_from_slice(resp.body_bytes());
     let _ = stream.write(&bytes);
     log::warn!("ctrl: connection limit reached with no idle connection; refused a client");
+}
+
+/// The v1 API listener: `TERN_V1_ADDRESS` (loopback by default; `off` or empty disables it).
+/// A failure to bind is logged and the daemon goes on with its control socket alone.
+fn v1_listener(config: &Config) -> Option<mio::net::TcpListener> {
+    let addr = config.get("TERN_V1_ADDRESS").unwrap_or_default().trim();
+    if addr.is_empty() || addr.eq_ignore_ascii_case("off") {
+        return None;
+    }
+    let parsed: std::net::SocketAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!("v1: TERN_V1_ADDRESS {addr:?} is not an address:port ({e}); v1 API off");
+            return None;
+        }
+    };
+    match mio::net::TcpListener::bind(parsed) {
+        Ok(l) => {
+            log::info!("v1: serving the balena-style API on {parsed}");
+            Some(l)
+        }
+        Err(e) => {
+            log::error!("v1: cannot listen on {parsed}: {e}; v1 API off");
+            None
+        }
+    }
 }

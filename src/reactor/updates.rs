@@ -306,6 +306,9 @@ impl Reactor {
         if let Some(reason) = self.failures.pop() {
             return self.update_event(UpdateEvent::Failed { reason }, now);
         }
+        if self.run_purges(now) {
+            return true;
+        }
         if self.pending.is_some() {
             let down = self.api.running.as_ref().is_none_or(|r| {
                 self.pending

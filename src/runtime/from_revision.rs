@@ -9,7 +9,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::lxc_conf::LxcConf;
-use super::spec::{LaunchSpec, ModeRequest, Persistence, PvPaths, PvView, RootSource, Volume};
+use super::spec::{
+    BindKind, LaunchSpec, ModeRequest, Persistence, PvPaths, PvView, RootSource, ViewBind, Volume,
+};
 use crate::spec::{self, Container, State};
 
 /// An `lxc.container.conf` larger than this is refused (they are a few hundred bytes).
@@ -26,6 +28,8 @@ pub struct Host {
     pub paths: PvPaths,
     pub mode: ModeRequest,
     pub console_cap: u64,
+    /// Added to every container's environment (the v1 API's address and key).
+    pub env: Vec<(String, String)>,
 }
 
 /// The file behind artifact `<container dir>/<name>` of the state.
@@ -116,6 +120,23 @@ pub fn launch_spec(
     } else {
         PvView::restricted(&host.paths, &c.name, rev)
     };
+    // balena's update locks: one host directory per container, seen inside at both the
+    // balena and the resin path.
+    let locks = host.paths.run_dir.join("locks").join(&c.name);
+    for target in ["tmp/balena", "tmp/resin"] {
+        spec.view.binds.push(ViewBind {
+            source: locks.clone(),
+            target: target.to_string(),
+            kind: BindKind::Dir,
+            read_only: false,
+            create_source: true,
+            optional: true,
+        });
+    }
+    for (k, v) in &host.env {
+        spec.env.retain(|(ek, _)| ek != k);
+        spec.env.push((k.clone(), v.clone()));
+    }
     spec.console_cap = host.console_cap;
     spec.mode = host.mode;
     Ok(spec)
