@@ -280,6 +280,58 @@ fn keys_errors_and_update_locks() {
         (200, "OK".into())
     );
     assert!(!lock.exists());
+    dev.wait_status("v1app", "STARTED", secs(10));
+
+    // An update waits while the lock is held, and goes once it is released.
+    fs::write(&lock, b"").unwrap();
+    dev.install(
+        "v2",
+        &[Spec::new(
+            "v1app",
+            "echo second-revision; exec sleep 1000",
+            json!({"restart_policy": "container"}),
+        )],
+    );
+    assert_eq!(dev.command("LOCAL_RUN", "locals/v2").0, 200);
+    std::thread::sleep(secs(3));
+    assert_eq!(dev.progress("locals/v2").0, "NEW");
+    assert_eq!(dev.current(), "0");
+    assert!(dev.d.log_text().contains("v1app holds its update lock"));
+    fs::remove_file(&lock).unwrap();
+    dev.wait_progress("locals/v2", "TESTING", secs(20));
+
+    // /programs is served here too, behind the key.
+    assert_eq!(curl(&[&url("/programs")]).0, 401);
+    let (code, body) = curl(&[&url(&format!(
+        "/programs?apikey={key}&%7B%22op%22%3A%22component%22%2C%22arg%22%3A%22v1app%22%7D"
+    ))]);
+    assert_eq!(code, 200, "{body}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list[0]["tag"], "v1app");
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Every keyed endpoint refuses a missing or wrong key.
+    for (method, path) in [
+        ("POST", "/v1/blink"),
+        ("POST", "/v1/update"),
+        ("POST", "/v1/reboot"),
+        ("POST", "/v1/shutdown"),
+        ("POST", "/v1/purge"),
+        ("POST", "/v1/restart"),
+        ("POST", "/v1/tcp-ping"),
+        ("DELETE", "/v1/tcp-ping"),
+        ("POST", "/v1/regenerate-api-key"),
+        ("GET", "/v1/device"),
+        ("POST", "/v1/apps/1/stop"),
+        ("POST", "/v1/apps/1/start"),
+        ("GET", "/v1/apps/1"),
+        ("GET", "/programs"),
+    ] {
+        for q in ["", "?apikey=wrong"] {
+            let r = curl(&["-X", method, &url(&format!("{path}{q}"))]);
+            assert_eq!(r, (401, "Unauthorized".into()), "{method} {path}{q}");
+        }
+    }
 }
 
 #[test]

@@ -125,6 +125,7 @@ pub fn same_key(a: &str, b: &str) -> bool {
 }
 
 /// Route a v1 request and check its key; the answer at once, or the call to complete.
+/// `/programs` is served here too, behind the key, with the key left out of its selector.
 pub fn begin(api: &Api, head: &RequestHead) -> Result<Route, Response> {
     let call = route(&head.method, head.path());
     let open = matches!(call, Call::Ping | Call::Healthy);
@@ -134,7 +135,29 @@ pub fn begin(api: &Api, head: &RequestHead) -> Result<Route, Response> {
             return Err(text(401, "Unauthorized"));
         }
     }
+    if head.path() == "/programs" || head.path().starts_with("/programs/") {
+        return match super::route(&head.method, head.path()) {
+            Ok(Route::Programs { op, tag, .. }) => Ok(Route::Programs {
+                op,
+                tag,
+                query: head.query().map(without_key),
+            }),
+            _ => Err(text(
+                404,
+                &format!("Cannot {} {}", head.method, head.path()),
+            )),
+        };
+    }
     Ok(Route::V1(call))
+}
+
+/// The query without its `apikey=` parameter (the rest is a pies selector).
+fn without_key(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|p| !p.starts_with("apikey="))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// balena's `checkTruthy`: true, 1, "1", "true", "on".
@@ -190,6 +213,12 @@ fn lock_dir(api: &Api, name: &str) -> std::path::PathBuf {
 }
 
 const LOCK_FILES: [&str; 2] = ["updates.lock", "resin-updates.lock"];
+
+/// Whether container `name` holds an update lock (for updates, which wait for it).
+pub fn lock_held(run_dir: &std::path::Path, name: &str) -> bool {
+    let dir = run_dir.join("locks").join(name);
+    LOCK_FILES.iter().any(|f| dir.join(f).exists())
+}
 
 /// Whether the app holds an update lock; `force` removes the user's locks instead.
 fn locked(api: &Api, name: &str, force: bool) -> bool {

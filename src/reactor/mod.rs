@@ -65,6 +65,8 @@ enum Due {
     Xconnect,
     /// The identify LED's 15 s of blinking are over.
     BlinkOff,
+    /// An update waiting for update locks looks again.
+    LockedRun,
 }
 
 struct Slot {
@@ -104,6 +106,8 @@ pub struct Reactor {
     proxies: xconnect::Proxies,
     /// Containers whose data a v1 purge wipes once they are down.
     purges: Vec<String>,
+    /// An update held off by an update lock (revision, how to run it).
+    locked_run: Option<(String, updates::RunMode)>,
 }
 
 /// Bind the control socket at `path`. A stale socket file from a previous run is replaced, but
@@ -184,6 +188,7 @@ impl Reactor {
             driver_runs: drivers::DriverRuns::default(),
             proxies: xconnect::Proxies::default(),
             purges: Vec::new(),
+            locked_run: None,
         })
     }
 
@@ -525,6 +530,7 @@ impl Reactor {
                 Due::Xconnect if !self.shutting_down => self.reconcile_xconnect(false),
                 Due::Xconnect => {}
                 Due::BlinkOff => self.blink_off(),
+                Due::LockedRun => self.locked_run_due(now),
                 Due::ShutdownGrace => {
                     let mut fx = Effects::default();
                     self.fleet.kill_all(self.poll.registry(), now, &mut fx);
@@ -546,7 +552,8 @@ impl Reactor {
                 | Due::Commit { .. }
                 | Due::Daemon { .. }
                 | Due::Xconnect
-                | Due::BlinkOff => true,
+                | Due::BlinkOff
+                | Due::LockedRun => true,
             });
         }
     }

@@ -15,9 +15,12 @@ use crate::spec::{ParseOptions, State, parse_state_with};
 use crate::store::Progress;
 use crate::store::boot::{BootEnv, BootStore};
 
+/// How often an update held off by an update lock looks again.
+const LOCK_RETRY: Duration = Duration::from_secs(2);
+
 /// How a LOCAL_RUN-like command wants the revision run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RunMode {
+pub enum RunMode {
     /// LOCAL_RUN: the transition the changes need.
     Auto,
     /// LOCAL_RUN_COMMIT: always the reboot path, so a success commits DONE.
@@ -202,6 +205,26 @@ impl Reactor {
             },
             (_, t) => t,
         };
+        // balena's update locks: an update that would stop a locked container waits.
+        let affected: Vec<String> = match &transition {
+            Transition::Reboot { .. } => run
+                .state
+                .containers
+                .iter()
+                .map(|c| c.name.clone())
+                .collect(),
+            Transition::NonReboot { restart } => restart.clone(),
+        };
+        let run_dir = self.api.config.rundir();
+        if let Some(held) = affected
+            .iter()
+            .find(|n| crate::api::v1::lock_held(&run_dir, n))
+        {
+            log::warn!("update {rev}: {held} holds its update lock; trying again in 2 s");
+            self.locked_run = Some((target.to_string(), mode));
+            self.deadlines.push(now + LOCK_RETRY, Due::LockedRun);
+            return;
+        }
         match transition {
             Transition::Reboot { why } => {
                 self.start_reboot_transition(&rev, mode == RunMode::Once, &why)
@@ -392,6 +415,13 @@ impl Reactor {
             }
         }
         true
+    }
+
+    /// An update waiting for update locks: try it again.
+    pub(super) fn locked_run_due(&mut self, now: Instant) {
+        if let Some((target, mode)) = self.locked_run.take() {
+            self.local_run(&target, mode, now);
+        }
     }
 
     /// The commit timer fired.
