@@ -52,9 +52,10 @@ CARGO_X86_64  = --config 'target.$(T_X86_64).rustflags=["-C","relocation-model=s
 CARGO_AARCH64 = --config 'target.$(T_AARCH64).linker="aarch64-linux-gnu-gcc"' \
                 --config 'target.$(T_AARCH64).runner="qemu-aarch64-static"' \
                 --config 'target.$(T_AARCH64).rustflags=["-C","link-arg=-Wl,-z,norelro"]'
+# Thumb-2: about a quarter smaller than ARM code, which keeps armv7 under its budget.
 CARGO_ARMV7   = --config 'target.$(T_ARMV7).linker="arm-linux-gnueabihf-gcc"' \
                 --config 'target.$(T_ARMV7).runner="qemu-arm-static"' \
-                --config 'target.$(T_ARMV7).rustflags=["-L","native=$(CROSS_SYSROOT)/$(T_ARMV7)"]'
+                --config 'target.$(T_ARMV7).rustflags=["-C","target-feature=+thumb-mode","-L","native=$(CROSS_SYSROOT)/$(T_ARMV7)"]'
 # mips*-musl targets link dynamically unless told +crt-static.
 CARGO_MIPSEL  = --config 'target.$(T_MIPSEL).linker="mipsel-linux-gnu-gcc"' \
                 --config 'target.$(T_MIPSEL).runner="qemu-mipsel-static"' \
