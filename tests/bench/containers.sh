@@ -178,6 +178,25 @@ MANY_RSS=$(proc_kb "$DPID" VmRSS)
 MANY_ANON=$(proc_kb "$DPID" RssAnon)
 stop "$DPID"
 
+# The memory budget (issue: ≤ 1 MB RSS): the static binary idle with the demo revision
+# running (its two containers up), when `make static` has built it.
+STATIC=$ROOT/target/x86_64-unknown-linux-musl/release/tern
+DEMO_ROW="| static x86_64 binary idle with the demo revision: VmRSS / RssAnon / RssFile | not measured: run \`make static\` first |"
+if [[ -x $STATIC ]]; then
+    log "static binary: idle memory with the demo revision"
+    bash "$ROOT/board-configs/demo/build.sh" "$WORK/demo" "$TERN" >/dev/null
+    "$STATIC" daemon --storage "$WORK/demo/s" --rundir "$WORK/demo/r" \
+        --factory "$WORK/demo/factory" --set TERN_V1_ADDRESS=off >"$WORK/demo.log" 2>&1 &
+    DPID=$!
+    PIDS+=("$DPID")
+    SOCK=$WORK/demo/r/pv-ctrl
+    "$BENCH" wait --socket "$SOCK" --timeout 30 >/dev/null || die "demo: daemon did not start"
+    "$BENCH" running --socket "$SOCK" --count 2 --timeout 60 >/dev/null || die "demo: containers did not start"
+    sleep 2
+    DEMO_ROW="| static x86_64 binary idle with the demo revision: VmRSS / RssAnon / RssFile | $(proc_kb "$DPID" VmRSS) / $(proc_kb "$DPID" RssAnon) / $(proc_kb "$DPID" RssFile) kB |"
+    stop "$DPID"
+fi
+
 ratio() { awk "BEGIN { printf \"%.1f\", $1 / $2 }"; }
 TABLE=$(
     printf '| container metric | value |\n|---|---|\n'
@@ -191,6 +210,7 @@ TABLE=$(
     done
     printf '| non-reboot update of 3 containers: LOCAL_RUN → all goals reached (TESTING) | %s ms (cold start of 3: %s ms) |\n' "$UPD_MS" "$ISO3_UP"
     printf '| POST /storage/gc with 1000 unreferenced objects (client process included) | %s ms, %s, %s objects left |\n' "$GC_MS" "$GC_OUT" "$GC_LEFT"
+    printf '%s\n' "$DEMO_ROW"
     printf '| respawn p50 vs runit: isolated / process mode | %s× / %s× |\n' \
         "$(ratio "$(field "$ISO_R" p50_us)" "$(field "$RUNIT_R" p50_us)")" \
         "$(ratio "$(field "$PROC_R" p50_us)" "$(field "$RUNIT_R" p50_us)")"
