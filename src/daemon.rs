@@ -81,7 +81,10 @@ fn boot_revision(api: &mut Api) {
     }
     match running {
         Ok(mut run) => {
-            if let Err(e) = api.storage.trails.set_current(&run.rev) {
+            // Rewritten only when it changes: most starts leave the link alone.
+            if api.storage.trails.current().as_deref() != Some(run.rev.as_str())
+                && let Err(e) = api.storage.trails.set_current(&run.rev)
+            {
                 log::error!("boot: cannot point trails/current at {}: {e}", run.rev);
             }
             if let Some(t) = trying.filter(|t| *t == run.rev) {

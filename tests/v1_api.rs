@@ -63,12 +63,14 @@ fn key_of(storage: &std::path::Path) -> String {
     fs::read_to_string(storage.join("cache/v1-api-key")).unwrap()
 }
 
-fn boot() -> (Device, u16) {
+/// A device running one app container. Names differ per test: tests run side by side and a
+/// container's cgroup is named after it.
+fn boot(app: &str) -> (Device, u16) {
     let port = free_port();
     let addr = format!("TERN_V1_ADDRESS=127.0.0.1:{port}");
     let dev = Device::boot(
         &[Spec::new(
-            "v1app",
+            app,
             "if [ -f /data-mark ]; then echo had-mark; else echo no-mark; fi; touch /data-mark; \
              echo addr=$RESIN_SUPERVISOR_ADDRESS keylen=${#RESIN_SUPERVISOR_API_KEY}; \
              wget -qO- $RESIN_SUPERVISOR_ADDRESS/v1/device?apikey=$RESIN_SUPERVISOR_API_KEY; \
@@ -78,14 +80,14 @@ fn boot() -> (Device, u16) {
         )],
         &[&addr, "TERN_STOP_GRACE=1"],
     );
-    dev.wait_status("v1app", "STARTED", secs(20));
+    dev.wait_status(app, "STARTED", secs(20));
     (dev, port)
 }
 
 #[test]
 fn the_documented_curl_examples_work_verbatim() {
     require_containers!("v1 examples");
-    let (dev, port) = boot();
+    let (dev, port) = boot("v1app");
     let ex = |cmd: &str| curl_sh(cmd, port, &key_of(&dev.d.storage));
     assert_eq!(
         ex(
@@ -220,7 +222,7 @@ fn the_documented_curl_examples_work_verbatim() {
 #[test]
 fn keys_errors_and_update_locks() {
     require_containers!("v1 keys and locks");
-    let (dev, port) = boot();
+    let (dev, port) = boot("v1keys");
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
     let key = key_of(&dev.d.storage);
     // No key, a wrong key: 401 `Unauthorized`; /ping and /v1/healthy need none.
@@ -270,24 +272,24 @@ fn keys_errors_and_update_locks() {
     );
     assert_eq!(post("/v1/restart", "{not json").0, 503);
     // An update lock held inside the container holds off a restart until forced.
-    let lock = dev.d.rundir.join("locks/v1app/updates.lock");
+    let lock = dev.d.rundir.join("locks/v1keys/updates.lock");
     fs::write(&lock, b"").unwrap();
-    assert_eq!(post("/v1/restart", r#"{"appId": "v1app"}"#).0, 423);
+    assert_eq!(post("/v1/restart", r#"{"appId": "v1keys"}"#).0, 423);
     assert!(lock.exists(), "a user lock is never removed without force");
     assert_eq!(post("/v1/reboot", "{}").0, 423);
     assert_eq!(
-        post("/v1/restart", r#"{"appId": "v1app", "force": true}"#),
+        post("/v1/restart", r#"{"appId": "v1keys", "force": true}"#),
         (200, "OK".into())
     );
     assert!(!lock.exists());
-    dev.wait_status("v1app", "STARTED", secs(10));
+    dev.wait_status("v1keys", "STARTED", secs(10));
 
     // An update waits while the lock is held, and goes once it is released.
     fs::write(&lock, b"").unwrap();
     dev.install(
         "v2",
         &[Spec::new(
-            "v1app",
+            "v1keys",
             "echo second-revision; exec sleep 1000",
             json!({"restart_policy": "container"}),
         )],
@@ -296,18 +298,18 @@ fn keys_errors_and_update_locks() {
     std::thread::sleep(secs(3));
     assert_eq!(dev.progress("locals/v2").0, "NEW");
     assert_eq!(dev.current(), "0");
-    assert!(dev.d.log_text().contains("v1app holds its update lock"));
+    assert!(dev.d.log_text().contains("v1keys holds its update lock"));
     fs::remove_file(&lock).unwrap();
     dev.wait_progress("locals/v2", "TESTING", secs(20));
 
     // /programs is served here too, behind the key.
     assert_eq!(curl(&[&url("/programs")]).0, 401);
     let (code, body) = curl(&[&url(&format!(
-        "/programs?apikey={key}&%7B%22op%22%3A%22component%22%2C%22arg%22%3A%22v1app%22%7D"
+        "/programs?apikey={key}&%7B%22op%22%3A%22component%22%2C%22arg%22%3A%22v1keys%22%7D"
     ))]);
     assert_eq!(code, 200, "{body}");
     let list: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(list[0]["tag"], "v1app");
+    assert_eq!(list[0]["tag"], "v1keys");
     assert_eq!(list.as_array().unwrap().len(), 1);
 
     // Every keyed endpoint refuses a missing or wrong key.

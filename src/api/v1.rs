@@ -450,6 +450,81 @@ fn device(api: &Api) -> Value {
     d
 }
 
+/// The key, the containers' environment and the health check: the API's v1 state.
+impl Api {
+    fn v1_key_path(&self) -> std::path::PathBuf {
+        self.storage.root().join("cache/v1-api-key")
+    }
+
+    /// Load the v1 API key, or make and persist one on first start.
+    pub fn load_v1_key(&mut self) {
+        match std::fs::read_to_string(self.v1_key_path()) {
+            Ok(k) if !k.trim().is_empty() => self.v1_key = k.trim().to_string(),
+            _ => {
+                if let Err(e) = self.regenerate_v1_key() {
+                    log::error!("v1: cannot create an API key: {e}");
+                }
+            }
+        }
+    }
+
+    /// A new random key, durable before it is used; the old one stops working at once.
+    pub fn regenerate_v1_key(&mut self) -> Result<String, String> {
+        use std::io::Read;
+        let mut raw = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut raw))
+            .map_err(|e| format!("/dev/urandom: {e}"))?;
+        let key = crate::store::objects::hex(&raw);
+        crate::store::durable::write_atomic(&self.v1_key_path(), key.as_bytes())
+            .map_err(|e| e.to_string())?;
+        self.v1_key = key.clone();
+        Ok(key)
+    }
+
+    /// What a container is told about the v1 API: address and key under Tern's, resin's and
+    /// balena's names, and where its update lock goes.
+    pub fn v1_env(&self, _container: &str) -> Vec<(String, String)> {
+        let Some(addr) = self
+            .config
+            .get("TERN_V1_ADDRESS")
+            .filter(|a| !a.is_empty() && !a.eq_ignore_ascii_case("off"))
+        else {
+            return Vec::new();
+        };
+        let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "48484"));
+        let mut env = Vec::new();
+        for p in ["TERN", "RESIN", "BALENA"] {
+            env.push((format!("{p}_SUPERVISOR_ADDRESS"), format!("http://{addr}")));
+            env.push((format!("{p}_SUPERVISOR_HOST"), host.to_string()));
+            env.push((format!("{p}_SUPERVISOR_PORT"), port.to_string()));
+            env.push((format!("{p}_SUPERVISOR_API_KEY"), self.v1_key.clone()));
+        }
+        for p in ["RESIN", "BALENA"] {
+            env.push((
+                format!("{p}_APP_LOCK_PATH"),
+                "/tmp/balena/updates.lock".into(),
+            ));
+        }
+        env
+    }
+
+    /// Why `/v1/healthy` fails, if it does: a board daemon that should run has been down
+    /// and waiting to respawn, or the test-only override. The loop itself is healthy by
+    /// construction here (a stalled loop answers nothing at all), and there is no hub
+    /// client yet whose reports could fail.
+    pub fn unhealthy(&self) -> Option<String> {
+        if let Some(why) = &self.forced_unhealthy {
+            return Some(why.clone());
+        }
+        self.daemons
+            .list()
+            .iter()
+            .find(|d| d.respawn && d.pid.is_none() && d.waiting)
+            .map(|d| format!("daemon {} is not running", d.name))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

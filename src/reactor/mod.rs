@@ -8,7 +8,9 @@ mod conn;
 mod daemons;
 mod deadlines;
 mod drivers;
+mod engine_io;
 mod fleet;
+mod lifecycle;
 pub mod signals;
 mod stream;
 pub mod updates;
@@ -26,12 +28,9 @@ use std::time::{Duration, Instant};
 use mio::net::UnixListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use nix::sys::signal::Signal;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
 use crate::api::{Api, Caller};
 use crate::config::Config;
-use crate::engine::{Action, Event, ExitStatus, TimerKind};
 use crate::http::{Limits, Response, Version};
 use conn::{Conn, Status, Timeouts};
 use deadlines::Deadlines;
@@ -192,101 +191,6 @@ impl Reactor {
         })
     }
 
-    /// Start the board's daemons and the loaded revision's containers (call once, before
-    /// [`Reactor::run`]).
-    pub fn start_revision(&mut self) {
-        let now = Instant::now();
-        let actions = self.api.daemons.boot();
-        self.daemon_actions(actions, now);
-        self.feed(Event::Start, now);
-    }
-
-    /// Give `event` to the engine and carry out everything it leads to.
-    fn feed(&mut self, event: Event, now: Instant) {
-        let Some(run) = self.api.running.as_mut() else {
-            return;
-        };
-        let actions = run.supervisor.handle(event, now);
-        self.execute(actions, now);
-        self.check_update(now);
-    }
-
-    /// Execute actions until the engine has nothing more to say (results of actions are
-    /// events, which produce more actions).
-    fn execute(&mut self, actions: Vec<Action>, now: Instant) {
-        self.execute_with(actions, now, true);
-    }
-
-    /// The same, with `Spawn` going straight to the runtime (its drivers are loaded).
-    fn execute_ungated(&mut self, actions: Vec<Action>, now: Instant) {
-        self.execute_with(actions, now, false);
-    }
-
-    fn execute_with(&mut self, actions: Vec<Action>, now: Instant, gated: bool) {
-        let mut queue: std::collections::VecDeque<Action> = actions.into();
-        while let Some(action) = queue.pop_front() {
-            // A start waits for its container's drivers; the gate spawns it later.
-            if gated
-                && let Action::Spawn { container } = &action
-                && self.gate_spawn(&container.clone(), now)
-            {
-                continue;
-            }
-            if let Action::RevisionStatus { status } = &action
-                && let Err(e) = self
-                    .api
-                    .device_view
-                    .set("pantavisor.status", status.as_str())
-            {
-                log::warn!("meta: cannot update pantavisor.status in the run dir: {e}");
-            }
-            if let Action::RequestRollback { reason } = &action
-                && self.api.update.is_some()
-            {
-                self.failures.push(reason.clone());
-                continue;
-            }
-            let Some(run) = self.api.running.as_mut() else {
-                return;
-            };
-            let mut fx = Effects::default();
-            self.fleet
-                .execute(action, run, self.poll.registry(), now, &mut fx);
-            for (at, due) in fx.deadlines {
-                self.deadlines.push(at, Due::Fleet(due));
-            }
-            for event in fx.events {
-                queue.extend(run.supervisor.handle(event, now));
-            }
-        }
-    }
-
-    /// Actions queued by API handlers (container start/stop, ready signal), and the command
-    /// `POST /commands` accepted.
-    fn drain_api_actions(&mut self, now: Instant) {
-        if !self.api.actions.is_empty() {
-            let actions = std::mem::take(&mut self.api.actions);
-            self.execute(actions, now);
-            self.check_update(now);
-        }
-        if let Some(cmd) = self.api.command.take() {
-            self.run_command(cmd, now);
-        }
-        if !self.api.daemon_actions.is_empty() {
-            let actions = std::mem::take(&mut self.api.daemon_actions);
-            self.daemon_actions(actions, now);
-        }
-        for (container, name, unload) in std::mem::take(&mut self.api.driver_requests) {
-            self.api_drivers(&container, name.as_deref(), unload, now);
-        }
-        for effect in std::mem::take(&mut self.api.v1_effects) {
-            self.v1_effect(effect, now);
-        }
-        // A regenerated key reaches containers started from now on (balena: at the next
-        // recreation).
-        self.fleet.set_env(self.api.v1_env(""));
-    }
-
     /// Run until SIGTERM or SIGINT (or a reboot request); returns once every container is
     /// down.
     pub fn run(&mut self) -> io::Result<Exit> {
@@ -319,44 +223,6 @@ impl Reactor {
                 }
             }
             self.fire_deadlines(Instant::now());
-        }
-    }
-
-    fn pump(&mut self, container: usize, now: Instant) {
-        let mut fx = Effects::default();
-        self.fleet
-            .pump(container, self.poll.registry(), now, &mut fx);
-        self.push_effects(fx, now);
-    }
-
-    fn push_effects(&mut self, fx: Effects, now: Instant) {
-        for (at, due) in fx.deadlines {
-            self.deadlines.push(at, Due::Fleet(due));
-        }
-        for event in fx.events {
-            self.feed(event, now);
-        }
-    }
-
-    /// Stop taking requests and stop every container, with the engine's grace.
-    fn begin_shutdown(&mut self, now: Instant) {
-        self.shutting_down = true;
-        self.proxies.close_all(self.poll.registry());
-        if let Some(mut l) = self.v1.take() {
-            let _ = self.poll.registry().deregister(&mut l);
-        }
-        let actions = self.api.daemons.stop_all();
-        self.daemon_actions(actions, now);
-        let _ = self.poll.registry().deregister(&mut self.listener);
-        self.feed(Event::StopAll, now);
-        let grace = Duration::from_secs(self.api.config.get_u64("TERN_STOP_GRACE"));
-        self.deadlines
-            .push(now + grace + Duration::from_secs(1), Due::ShutdownGrace);
-        if matches!(self.fleet.exit, Some(Exit::Reboot(_))) {
-            // A reboot does not wait for graceful stops.
-            let mut fx = Effects::default();
-            self.fleet.kill_all(self.poll.registry(), now, &mut fx);
-            self.push_effects(fx, now);
         }
     }
 
@@ -555,119 +421,6 @@ impl Reactor {
                 | Due::BlinkOff
                 | Due::LockedRun => true,
             });
-        }
-    }
-
-    fn fleet_due(&mut self, due: FleetDue, now: Instant) {
-        let mut fx = Effects::default();
-        match due {
-            FleetDue::Timer {
-                container,
-                kind,
-                generation,
-            } => {
-                if !self.fleet.timer_is_current(container, kind, generation) {
-                    return;
-                }
-                let name = self.fleet.name(container).map(str::to_string);
-                if let (Some(container), Some(&kind)) = (name, TimerKind::ALL.get(kind)) {
-                    fx.events.push(Event::Timer { container, kind });
-                }
-            }
-            FleetDue::Teardown { container } => {
-                self.fleet
-                    .try_teardown(container, self.poll.registry(), now, &mut fx)
-            }
-            FleetDue::Pump { container } => {
-                self.fleet
-                    .pump(container, self.poll.registry(), now, &mut fx)
-            }
-        }
-        self.push_effects(fx, now);
-    }
-
-    fn handle_signals(&mut self, now: Instant) {
-        for sig in self.signals.drain() {
-            match sig {
-                Signal::SIGCHLD => self.reap_children(now),
-                Signal::SIGTERM | Signal::SIGINT => {
-                    log::info!("daemon: {sig} received, shutting down");
-                    self.fleet.exit.get_or_insert(Exit::Signal);
-                }
-                Signal::SIGHUP => self.reload_config(),
-                _ => {}
-            }
-        }
-    }
-
-    /// Collect every exited child so none stays a zombie (one SIGCHLD may stand for many,
-    /// and as PID 1 the orphans of every container land here too); tell the engine about its
-    /// inits and retry teardowns that waited for processes to go.
-    fn reap_children(&mut self, now: Instant) {
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(status) => {
-                    log::debug!("daemon: reaped {status:?}");
-                    if let Some((pid, status)) = Fleet::exited(status)
-                        && !self.driver_exited(pid, status == ExitStatus::Code(0), now)
-                        && !self.daemon_exited(pid, now)
-                    {
-                        self.feed(Event::ChildExited { pid, status }, now);
-                    }
-                }
-            }
-        }
-        let mut fx = Effects::default();
-        for i in self.fleet.stopping() {
-            self.fleet
-                .try_teardown(i, self.poll.registry(), now, &mut fx);
-        }
-        self.push_effects(fx, now);
-    }
-
-    fn reload_config(&mut self) {
-        match (self.reload)() {
-            Ok(new) => {
-                if new.storage_dir() != self.api.config.storage_dir()
-                    || new.rundir() != self.api.config.rundir()
-                {
-                    log::warn!("config: storage and run dir changes take effect at the next start");
-                }
-                // As at start: warnings and info always reach the log.
-                crate::logger::set_level(new.log_level().max(3));
-                self.timeouts = timeouts_from(&new);
-                self.max_conns = max_conns_from(&new);
-                self.api.config = new;
-                self.api.apply_meta_overrides();
-                self.api.forced_unhealthy = self
-                    .api
-                    .config
-                    .get("TERN_TEST_UNHEALTHY")
-                    .map(str::to_string);
-                log::info!("config: reloaded on SIGHUP");
-            }
-            Err(e) => log::error!("config: reload failed, keeping the running config: {e}"),
-        }
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.api.config
-    }
-
-    fn finish_shutdown(&mut self) {
-        // Daemons had their SIGTERM when the shutdown began; none outlives Tern.
-        for pid in self.api.daemons.pids() {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        for slot in 0..self.slots.len() {
-            self.close(slot);
-        }
-        if let Err(e) = std::fs::remove_file(&self.socket_path) {
-            log::warn!("ctrl: cannot remove {}: {e}", self.socket_path.display());
         }
     }
 }

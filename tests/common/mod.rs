@@ -156,7 +156,8 @@ impl Daemon {
     }
 
     pub fn connect(&self) -> UnixStream {
-        let s = UnixStream::connect(&self.socket).expect("connect to pv-ctrl");
+        let s = UnixStream::connect(&self.socket)
+            .unwrap_or_else(|e| panic!("connect to pv-ctrl: {e}\n{}", self.log_text()));
         s.set_read_timeout(Some(Duration::from_secs(30))).ok();
         s
     }
