@@ -13,7 +13,14 @@
 //!   `pv conf file` or `args`, with the `--set` storage path winning;
 //! - what `config2` reports for the file's level is in stored form: setting those values again
 //!   at that level on fresh defaults (the log outputs mask turned back into names) is accepted
-//!   and stores the same values.
+//!   and stores the same values;
+//! - no value its key's type forbids is accepted: the target reads the file's KEY=VALUE lines
+//!   itself (last line per key wins), tells each key's type apart by probing a fresh
+//!   configuration (any text, boolean, integer, log outputs list or enum), and checks the raw
+//!   value with rules written here: an integer key took only ASCII digits and stores them
+//!   without leading zeros, a boolean one of 0/1/true/false/yes/no/on/off and stores 0 or 1, a
+//!   log outputs key only known output names and stores their mask, an enum key stores the
+//!   value it was given up to case, a text key stores it as written.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -73,7 +80,115 @@ fn outputs_names(key: &str, stored: &str) -> String {
     names.join(",")
 }
 
-fn check_loaded(config: &Config) {
+/// A key's type, as far as its accepted values tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Type {
+    Text,
+    Bool,
+    Int,
+    Outputs,
+    Enum,
+}
+
+fn accepts(key: &str, value: &str) -> bool {
+    Config::defaults()
+        .set_override(key, Some(value), Level::PvConfFile)
+        .is_ok()
+}
+
+/// The type of a canonical key, found by probing (cached: keys are few and fixed).
+fn type_of(key: &str) -> Type {
+    static TYPES: OnceLock<std::sync::Mutex<BTreeMap<String, Type>>> = OnceLock::new();
+    let cache = TYPES.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    *cache.entry(key.to_owned()).or_insert_with(|| {
+        let default = Config::defaults().get(key).map(str::to_owned);
+        let digits = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+        if accepts(key, "\u{1}no such value") {
+            Type::Text
+        } else if accepts(key, "yes") {
+            Type::Bool
+        } else if accepts(key, "") {
+            Type::Outputs
+        } else if default.as_deref().is_some_and(digits) {
+            Type::Int
+        } else {
+            Type::Enum
+        }
+    })
+}
+
+/// The file's own KEY=VALUE lines, by canonical key, the last one winning; written here
+/// independently of `config::parse` (trimmed, `#` comments, one pair of quotes stripped).
+fn raw_values(text: &str) -> BTreeMap<&'static str, &str> {
+    let mut raw = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        if let Some(canonical) = Config::canonical_key(key) {
+            raw.insert(canonical, value);
+        }
+    }
+    raw
+}
+
+/// The raw value the file gave `key` and what was stored must agree with the key's type.
+fn check_typed(key: &str, raw: &str, stored: &str) {
+    const TRUE: [&str; 4] = ["1", "true", "yes", "on"];
+    const FALSE: [&str; 4] = ["0", "false", "no", "off"];
+    let is = |words: &[&str]| words.iter().any(|w| w.eq_ignore_ascii_case(raw));
+    match type_of(key) {
+        Type::Text => assert_eq!(stored, raw, "{key}: text stored differently"),
+        Type::Bool => {
+            let want = if is(&TRUE) {
+                "1"
+            } else if is(&FALSE) {
+                "0"
+            } else {
+                panic!("{key}: boolean accepted {raw:?}")
+            };
+            assert_eq!(stored, want, "{key}: {raw:?} stored as {stored:?}");
+        }
+        Type::Int => {
+            assert!(
+                !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()),
+                "{key}: integer accepted {raw:?}"
+            );
+            let trimmed = raw.trim_start_matches('0');
+            let want = if trimmed.is_empty() { "0" } else { trimmed };
+            assert_eq!(stored, want, "{key}: {raw:?} stored as {stored:?}");
+        }
+        Type::Outputs => {
+            let mut mask = LOG_OUTPUT_UPDATE;
+            for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                match LOG_OUTPUTS
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(item))
+                {
+                    Some((_, bit)) => mask |= bit,
+                    None => panic!("{key}: log outputs accepted {item:?} in {raw:?}"),
+                }
+            }
+            assert_eq!(stored, mask.to_string(), "{key}: {raw:?}");
+        }
+        Type::Enum => assert!(
+            stored.eq_ignore_ascii_case(raw),
+            "{key}: enum value {raw:?} stored as {stored:?}"
+        ),
+    }
+}
+
+fn check_loaded(config: &Config, text: Option<&str>) {
     let json1 = config.config_json();
     if let Err(e) = serde_json::from_str::<BTreeMap<String, IgnoredAny>>(&json1) {
         panic!("config_json is not a JSON object ({e}): {json1}");
@@ -90,6 +205,7 @@ fn check_loaded(config: &Config) {
     // must be accepted again and stored unchanged. (Comparing through `get` rather than by
     // generating both bodies again keeps the target fast; the bodies are functions of it.)
     let mut rebuilt = Config::defaults();
+    let raw = text.map(raw_values);
     for item in &items {
         match item.modified.as_str() {
             "default" => {}
@@ -113,6 +229,14 @@ fn check_loaded(config: &Config) {
                     item.key
                 );
                 assert_eq!(config.level_of(&item.key), Some(Level::PvConfFile));
+                if let Some(raw) = &raw {
+                    let key = Config::canonical_key(&item.key)
+                        .unwrap_or_else(|| panic!("config2 lists unknown key {}", item.key));
+                    let given = raw
+                        .get(key)
+                        .unwrap_or_else(|| panic!("{key} at the file level but not in the file"));
+                    check_typed(key, given, &item.value);
+                }
             }
             other => panic!("{} reported at level {other:?}", item.key),
         }
@@ -133,7 +257,7 @@ fuzz_target!(|data: &[u8]| {
     // Gone again before any check can fail, so no run leaves the file behind.
     let _ = std::fs::remove_file(path);
     match loaded {
-        Ok(config) => check_loaded(&config),
+        Ok(config) => check_loaded(&config, std::str::from_utf8(data).ok()),
         Err(e) => {
             assert_eq!(
                 e.file.as_deref(),

@@ -11,13 +11,35 @@ use tern::api::selector::{self, Component, Kind, Mode, Selector, Status};
 
 fn check(sel: &Selector) {
     let samples = [
-        Component { name: "app", kind: Kind::Component, mode: Mode::Respawn, active: true, status: Status::Running },
-        Component { name: "sshd", kind: Kind::Component, mode: Mode::Respawn, active: false, status: Status::Stopped },
-        Component { name: "", kind: Kind::Command, mode: Mode::Once, active: true, status: Status::Sleeping },
+        Component {
+            name: "app",
+            kind: Kind::Component,
+            mode: Mode::Respawn,
+            active: true,
+            status: Status::Running,
+        },
+        Component {
+            name: "sshd",
+            kind: Kind::Component,
+            mode: Mode::Respawn,
+            active: false,
+            status: Status::Stopped,
+        },
+        Component {
+            name: "",
+            kind: Kind::Command,
+            mode: Mode::Once,
+            active: true,
+            status: Status::Sleeping,
+        },
     ];
     let not = Selector::Not(Box::new(sel.clone()));
     for c in &samples {
-        assert_ne!(sel.matches(c), not.matches(c), "not() did not negate for {c:?}");
+        assert_ne!(
+            sel.matches(c),
+            not.matches(c),
+            "not() did not negate for {c:?}"
+        );
     }
 }
 
