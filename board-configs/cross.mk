@@ -166,17 +166,19 @@ cross-test:
 	 *) echo "usage: make cross-test TARGET=armv7|aarch64|mipsel" >&2; exit 2 ;; esac
 	@$(MAKE) --no-print-directory cross-test-$(TARGET)
 
+# One cargo invocation builds and runs the library's tests and the e2e tests; without a
+# binfmt handler only the unit tests run, through the cargo runner.
+cross-test-aarch64: export BINFMT_OTHERWISE = $(CROSS_CARGO) test --target $(T_AARCH64) $(CARGO_AARCH64) --lib
 cross-test-aarch64: cross-deps-aarch64
-	$(CROSS_CARGO) test --target $(T_AARCH64) $(CARGO_AARCH64) --lib
-	$(CROSS_CARGO) test --target $(T_AARCH64) $(CARGO_AARCH64) --no-run $(addprefix --test ,$(CROSS_E2E_TESTS))
-	TERN_TEST_NO_CONTAINERS="qemu-user cannot emulate namespaces" sh $(CROSS_BUILD)/binfmt.sh aarch64 -- \
-	    $(CROSS_CARGO) test --target $(T_AARCH64) $(CARGO_AARCH64) --no-fail-fast $(addprefix --test ,$(CROSS_E2E_TESTS))
+	TERN_TEST_NO_CONTAINERS="qemu-user cannot emulate namespaces" \
+	sh $(CROSS_BUILD)/binfmt.sh aarch64 -- \
+	    $(CROSS_CARGO) test --target $(T_AARCH64) $(CARGO_AARCH64) --no-fail-fast --lib $(addprefix --test ,$(CROSS_E2E_TESTS))
 
+cross-test-armv7: export BINFMT_OTHERWISE = $(CROSS_CARGO) +$(CROSS_NIGHTLY) test --target $(T_ARMV7) $(BUILD_STD_TEST) $(CARGO_ARMV7) --lib
 cross-test-armv7: cross-deps-armv7
-	$(CROSS_CARGO) +$(CROSS_NIGHTLY) test --target $(T_ARMV7) $(BUILD_STD_TEST) $(CARGO_ARMV7) --lib
-	$(CROSS_CARGO) +$(CROSS_NIGHTLY) test --target $(T_ARMV7) $(BUILD_STD_TEST) $(CARGO_ARMV7) --no-run $(addprefix --test ,$(CROSS_E2E_TESTS))
-	TERN_TEST_NO_CONTAINERS="qemu-user cannot emulate namespaces" sh $(CROSS_BUILD)/binfmt.sh arm -- \
-	    $(CROSS_CARGO) +$(CROSS_NIGHTLY) test --target $(T_ARMV7) $(BUILD_STD_TEST) $(CARGO_ARMV7) --no-fail-fast $(addprefix --test ,$(CROSS_E2E_TESTS))
+	TERN_TEST_NO_CONTAINERS="qemu-user cannot emulate namespaces" \
+	sh $(CROSS_BUILD)/binfmt.sh arm -- \
+	    $(CROSS_CARGO) +$(CROSS_NIGHTLY) test --target $(T_ARMV7) $(BUILD_STD_TEST) $(CARGO_ARMV7) --no-fail-fast --lib $(addprefix --test ,$(CROSS_E2E_TESTS))
 
 # MIPS: a smoke run of the release binary (its unit tests need an unwinder for soft-float
 # MIPS that Debian does not ship; see board-configs/README.md).

@@ -13,7 +13,7 @@ use crate::engine::Supervisor;
 use crate::engine::update::Update;
 use crate::logger;
 use crate::reactor::updates::{commit_delay, decide_boot, load_state, supervisor_options};
-use crate::reactor::{Exit, Fleet, Reactor, bind_control_socket};
+use crate::reactor::{Exit, Fleet, Reactor, bind_control_socket, v1_listener};
 use crate::runtime::from_revision::Host;
 use crate::runtime::power::{Power, power};
 use crate::runtime::{ModeRequest, PvPaths};
@@ -220,6 +220,8 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     if let Err(e) = logger::log_to_file(storage_dir.join("logs/tern.log"), log_cap) {
         log::warn!("daemon: logging to stderr only: {e}");
     }
+    // The v1 listener first: whoever waits for pv-ctrl to answer may go on to the v1 API.
+    let v1 = v1_listener(&config);
     let socket = config.rundir().join("pv-ctrl");
     let listener = match bind_control_socket(&socket) {
         Ok(l) => l,
@@ -257,7 +259,7 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     api.rebuild_meta_views();
     let reload_opts = opts.clone();
     let reload = Box::new(move || load_config(&reload_opts));
-    let mut reactor = match Reactor::new(listener, socket.clone(), api, reload, fleet) {
+    let mut reactor = match Reactor::new(listener, v1, socket.clone(), api, reload, fleet) {
         Ok(r) => r,
         Err(e) => {
             log::error!("daemon: cannot start the loop: {e}");

@@ -14,7 +14,9 @@
 # when COMMAND ends, and a mount it made is undone, so the handler lives for this run only;
 # an entry that was already there is used and left alone. When registration is impossible
 # (not root, no binfmt_misc in the kernel, a read-only /proc), COMMAND is not run: the script
-# says why and exits 0, because the end-to-end part is then skipped, not failed.
+# says why and runs the shell command in $BINFMT_OTHERWISE instead (the tests a cargo runner
+# can still wrap), or exits 0 when there is none, because the end-to-end part is then skipped,
+# not failed.
 set -eu
 
 arch=$1
@@ -28,6 +30,10 @@ skip() {
     echo "binfmt: cannot register a $name handler: $*" >&2
     echo "binfmt: SKIPPED: $*" >&2
     echo "binfmt: SKIPPED the end-to-end tests ($*)"
+    if [ -n "${BINFMT_OTHERWISE:-}" ]; then
+        echo "binfmt: running instead: $BINFMT_OTHERWISE"
+        exec sh -c "$BINFMT_OTHERWISE"
+    fi
     exit 0
 }
 

@@ -143,13 +143,13 @@ fn max_conns_from(config: &Config) -> usize {
 impl Reactor {
     pub fn new(
         mut listener: UnixListener,
+        mut v1: Option<mio::net::TcpListener>,
         socket_path: PathBuf,
         api: Api,
         reload: Reload,
         fleet: Fleet,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
-        let mut v1 = v1_listener(&api.config);
         if let Some(l) = v1.as_mut() {
             poll.registry()
                 .register(l, V1_LISTENER, Interest::READABLE)?;
@@ -450,8 +450,9 @@ fn refuse_busy(stream: &mut impl std::io::Write) {
 }
 
 /// The v1 API listener: `TERN_V1_ADDRESS` (loopback by default; `off` or empty disables it).
-/// A failure to bind is logged and the daemon goes on with its control socket alone.
-fn v1_listener(config: &Config) -> Option<mio::net::TcpListener> {
+/// A failure to bind is logged and the daemon goes on with its control socket alone. The
+/// daemon binds it before the control socket, so a client that reached pv-ctrl finds it up.
+pub fn v1_listener(config: &Config) -> Option<mio::net::TcpListener> {
     let addr = config.get("TERN_V1_ADDRESS").unwrap_or_default().trim();
     if addr.is_empty() || addr.eq_ignore_ascii_case("off") {
         return None;

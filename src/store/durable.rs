@@ -97,7 +97,16 @@ pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
     }
     match fs::create_dir(dir) {
         Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        // Another path created it meanwhile: fine, but only if it is a directory. A file or a
+        // dangling symlink in its place must not pass for one (later writes would fail
+        // with a confusing ENOTDIR, far from the cause).
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a directory", dir.display()),
+            ));
+        }
         Err(e) => return Err(e),
     }
     fsync_dir(&parent)
@@ -185,6 +194,27 @@ mod tests {
         replace_symlink("0", &l).unwrap_or_else(|e| panic!("{e}"));
         replace_symlink("locals/a", &l).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(fs::read_link(&l).ok(), Some(PathBuf::from("locals/a")));
+    }
+
+    #[test]
+    fn create_dir_refuses_a_file_in_its_place() {
+        let d = scratch("mkdir");
+        let made = d.join("a/b/c");
+        create_dir_durable(&made).unwrap_or_else(|e| panic!("{e}"));
+        assert!(made.is_dir());
+        create_dir_durable(&made).unwrap_or_else(|e| panic!("again: {e}"));
+        let file = d.join("file");
+        fs::write(&file, b"x").unwrap_or_else(|e| panic!("{e}"));
+        let err = create_dir_durable(&file).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("is not a directory")),
+            "{err:?}"
+        );
+        assert!(create_dir_durable(&file.join("under")).is_err());
+        std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(create_dir_durable(&d.join("dangling")).is_err());
     }
 
     #[test]
