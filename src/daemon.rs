@@ -176,14 +176,25 @@ fn lock_storage(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File
         .open(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     // The guard unlocks when dropped: the caller keeps it for the life of the process.
-    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(locked) => Ok(locked),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(format!(
-            "{} is in use by another tern daemon",
-            dir.display()
-        )),
-        Err((_, e)) => Err(format!("{}: {e}", path.display())),
+    // A daemon restarted right after a crash may find the lock still held for a moment by a
+    // child of the dead one that has not yet let go of its copy: retry for about a second
+    // (this runs once, before the loop) before calling the storage taken.
+    let mut file = file;
+    for attempt in 0..50 {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => return Ok(locked),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) if attempt < 49 => {
+                file = f;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => break,
+            Err((_, e)) => return Err(format!("{}: {e}", path.display())),
+        }
     }
+    Err(format!(
+        "{} is in use by another tern daemon",
+        dir.display()
+    ))
 }
 
 pub fn run(opts: DaemonOpts) -> ExitCode {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::device::Device;
 use common::rootfs::Spec;
-use common::wait_for;
+use common::{Opts, wait_for};
 use serde_json::{Value, json};
 
 fn secs(n: u64) -> Duration {
@@ -237,9 +237,11 @@ fn a_crash_is_recovered_after_the_delay_until_retries_run_out() {
 #[test]
 fn a_crash_with_nothing_to_recover_it_asks_for_a_reboot() {
     require_containers!("reboot");
-    let mut dev = Device::boot(
+    let mut dev = Device::boot_with_opts(
         &[Spec::new("b1-dies", "sleep 0.5; exit 1", json!({}))],
         &["TERN_STOP_GRACE=1"],
+        &json!({}),
+        Opts::default().may_exit(),
     );
     let status = dev.d.wait();
     assert_eq!(status.code(), Some(3), "{}", dev.d.log_text());
@@ -498,7 +500,8 @@ fn a_required_driver_that_fails_stops_the_start() {
     require_containers!("required driver");
     let tmp = common::TempDir::new("loader");
     let loader = fake_loader(tmp.path());
-    let mut dev = Device::boot_with(
+    // It may be down before the harness first reaches its socket.
+    let mut dev = Device::boot_with_opts(
         &[Spec::new(
             "dr2-app",
             "echo should-not-run; exec sleep 1000",
@@ -506,6 +509,7 @@ fn a_required_driver_that_fails_stops_the_start() {
         )],
         &[&loader, "TERN_STOP_GRACE=1"],
         &drivers_json(),
+        Opts::default().may_exit(),
     );
     // A system container that cannot start, in steady state: the device reboots (exit 3 here).
     let status = dev.d.wait();

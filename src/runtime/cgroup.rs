@@ -5,6 +5,8 @@
 
 use std::fs;
 use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{Signal, kill};
@@ -58,12 +60,30 @@ impl ContainerCgroup {
         self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
-    pub fn create(&self) -> Result<(), RuntimeError> {
+    /// Creates the directories. True when none existed: a fresh cgroup, never killed before.
+    pub fn create(&self) -> Result<bool, RuntimeError> {
+        let fresh = !self.dirs.iter().any(|d| d.exists());
         for d in &self.dirs {
             fs::create_dir_all(d)
                 .map_err(RuntimeError::io(format!("create cgroup {}", d.display())))?;
         }
-        Ok(())
+        Ok(fresh)
+    }
+
+    /// The cgroup's directory opened for clone3's CLONE_INTO_CGROUP: v2 only (a v1 container
+    /// joins several hierarchies, which only `cgroup.procs` writes can do). `None` when it
+    /// cannot be opened; the caller then moves the child with [`Self::add`].
+    pub fn open_v2_dir(&self) -> Option<OwnedFd> {
+        if self.version != Version::V2 {
+            return None;
+        }
+        let dir = self.dirs.first()?;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)
+            .ok()
+            .map(OwnedFd::from)
     }
 
     /// Moves `pid` (and its future children) into the cgroup, in every hierarchy.

@@ -1,9 +1,10 @@
 //! The isolated container's first process, from `clone` to `execve`.
 //!
 //! The parent builds a [`ChildPlan`] (every path, argument and environment string already a
-//! C string, every pointer array already built), then [`spawn`] clones with new namespaces.
-//! The child waits for one byte on the sync pipe (the parent has put it in its cgroup by then),
-//! wires stdio to the console pipe, makes mounts private, pivots into the overlay, performs
+//! C string, every pointer array already built), then [`spawn`] clones with new namespaces
+//! (with clone3 straight into its cgroup v2 where the kernel allows). The child first closes
+//! the daemon's descriptors it inherited, waits for one byte on the sync pipe (the parent has
+//! put it in its cgroup by then), wires stdio to the console pipe, makes mounts private, pivots into the overlay, performs
 //! the plan's steps with the host still reachable under `/.tern-oldroot`, detaches the host,
 //! sets the hostname, resets signals, closes inherited descriptors and execs the init.
 //!
@@ -173,8 +174,75 @@ impl ChildPlan {
 }
 
 /// Clones the child with `flags` (namespaces); it runs [`ChildPlan`] once released through
-/// the sync pipe. Returns its pid in the caller's pid namespace.
-pub fn spawn(plan: &ChildPlan, flags: CloneFlags) -> Result<Pid, RuntimeError> {
+/// the sync pipe. Returns its pid in the caller's pid namespace, and whether it was born in
+/// the cgroup v2 directory `cgroup` (an open descriptor of it), so the caller need not move
+/// it there: clone3's CLONE_INTO_CGROUP (Linux 5.7) saves a `cgroup.procs` write, which
+/// waits for an RCU grace period (about 10 ms, the largest single cost of a respawn). On a
+/// kernel without it, or where the kernel refuses it, the plain clone is used.
+pub fn spawn(
+    plan: &ChildPlan,
+    flags: CloneFlags,
+    cgroup: Option<RawFd>,
+) -> Result<(Pid, bool), RuntimeError> {
+    if let Some(fd) = cgroup {
+        match clone3_into_cgroup(plan, flags, fd) {
+            Ok(pid) => return Ok((pid, true)),
+            Err(e) => log::debug!("clone3 into the container's cgroup: {e}; plain clone"),
+        }
+    }
+    clone_plain(plan, flags).map(|pid| (pid, false))
+}
+
+/// `struct clone_args` of linux/sched.h, up to `cgroup` (CLONE_ARGS_SIZE_VER2, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+fn clone3_into_cgroup(plan: &ChildPlan, flags: CloneFlags, cgroup: RawFd) -> Result<Pid, Errno> {
+    let fd = u64::try_from(cgroup).map_err(|_| Errno::EBADF)?;
+    // The namespace flags are the low 32 bits clone(2) takes; clone3 keeps their values.
+    let ns = u64::from(flags.bits().cast_unsigned());
+    let args = CloneArgs {
+        flags: ns | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: fd,
+        ..CloneArgs::default()
+    };
+    // SAFETY: with no stack given and no CLONE_VM, clone3 behaves as fork: the child runs on
+    // a copy of this address space and stack, so `plan` stays valid in it. In the child the
+    // call returns 0 and `run` never returns (it execs or `_exit`s), allocating nothing and
+    // taking no lock, as required after cloning a possibly multi-threaded process.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::from_ref(&args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        0 => run(plan),
+        r if r > 0 => Ok(Pid::from_raw(
+            i32::try_from(r).map_err(|_| Errno::EOVERFLOW)?,
+        )),
+        _ => Err(Errno::last()),
+    }
+}
+
+fn clone_plain(plan: &ChildPlan, flags: CloneFlags) -> Result<Pid, RuntimeError> {
     let mut stack = vec![0u8; STACK_SIZE];
     let cb = Box::new(|| -> isize { run(plan) });
     // SAFETY: without CLONE_VM the child gets a copy of this address space, so `plan`, the
@@ -186,6 +254,11 @@ pub fn spawn(plan: &ChildPlan, flags: CloneFlags) -> Result<Pid, RuntimeError> {
 }
 
 fn run(p: &ChildPlan) -> ! {
+    // First of all, let go of the daemon's descriptors (the storage lock, the control
+    // socket's listener, client connections): until exec this child is a copy of the daemon,
+    // and a daemon restarted after a crash must not find its storage locked, or its socket
+    // answered, by a container that is still setting up.
+    close_inherited(&[p.console, p.null, p.sync]);
     let mut byte = [0u8; 1];
     loop {
         // SAFETY: reads at most one byte into a live local buffer.
@@ -274,6 +347,33 @@ fn run(p: &ChildPlan) -> ! {
     let first = p.exec.first().map(CString::as_c_str);
     report("exec", first, err);
     exit(EXIT_EXEC)
+}
+
+/// Closes every descriptor above stdio except `keep` (raw system calls only).
+fn close_inherited(keep: &[RawFd; 3]) {
+    let mut keep = *keep;
+    keep.sort_unstable();
+    let mut from: u32 = 3;
+    let mut ranges_ok = true;
+    for k in keep.iter().chain(std::iter::once(&RawFd::MAX)) {
+        let Ok(k) = u32::try_from(*k) else { continue };
+        if k > from {
+            // SAFETY: close_range on plain integers; none of the closed descriptors is used
+            // by this child (what it needs is in `keep`).
+            let r = unsafe { libc::syscall(libc::SYS_close_range, from, k - 1, 0u32) };
+            ranges_ok &= r == 0;
+        }
+        from = from.max(k.saturating_add(1));
+    }
+    if !ranges_ok {
+        // A kernel before 5.9: one by one, up to the usual descriptor limit.
+        for fd in 3..1024 {
+            if !keep.contains(&fd) {
+                // SAFETY: closing a descriptor number this child does not use.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
 }
 
 /// `pivot_root` into the overlay with the host kept at `/.tern-oldroot`. A host whose root

@@ -88,11 +88,11 @@ pub fn launch(spec: &LaunchSpec, caps: &Capabilities) -> Result<Launched, Runtim
     }
     let started = match &plan.cgroup {
         Some(cg) => cg.create(),
-        None => Ok(()),
+        None => Ok(false),
     }
-    .and_then(|()| match mode {
+    .and_then(|fresh_cgroup| match mode {
         Mode::Process => process::spawn(spec, console_w, plan.cgroup.as_ref()),
-        Mode::Isolated => isolated(spec, &mut plan, console_w),
+        Mode::Isolated => isolated(spec, &mut plan, console_w, fresh_cgroup),
     });
     match started {
         Ok(pid) => Ok(Launched {
@@ -110,10 +110,15 @@ pub fn launch(spec: &LaunchSpec, caps: &Capabilities) -> Result<Launched, Runtim
     }
 }
 
+/// `fresh_cgroup`: the cgroup was just created. Only then is the init cloned straight into
+/// it: a cgroup left busy by a previous run may have been through `cgroup.kill`, and a kernel
+/// can then kill a child cloned into it with CLONE_INTO_CGROUP at birth (seen on 6.18: it
+/// compares the kill counter of the cloning process's cgroup with the target's).
 fn isolated(
     spec: &LaunchSpec,
     plan: &mut MountPlan,
     console_w: OwnedFd,
+    fresh_cgroup: bool,
 ) -> Result<Pid, RuntimeError> {
     let (root, volumes) = mounts::prepare(spec, plan)?;
     let steps = steps(spec, &volumes)?;
@@ -152,11 +157,20 @@ fn isolated(
     if spec.network == Network::Private {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    let pid = child::spawn(&child_plan, flags)?;
-    drop((sync_r, null, console_w));
+    let cgroup_dir = plan
+        .cgroup
+        .as_ref()
+        .filter(|_| fresh_cgroup)
+        .and_then(ContainerCgroup::open_v2_dir);
+    let (pid, born_in_cgroup) = child::spawn(
+        &child_plan,
+        flags,
+        cgroup_dir.as_ref().map(AsRawFd::as_raw_fd),
+    )?;
+    drop((sync_r, null, console_w, cgroup_dir));
     let released = match &plan.cgroup {
-        Some(cg) => cg.add(pid),
-        None => Ok(()),
+        Some(cg) if !born_in_cgroup => cg.add(pid),
+        _ => Ok(()),
     }
     .and_then(|()| {
         write(&sync_w, &[1])

@@ -24,9 +24,14 @@ impl Device {
 
     /// The same with more top-level state entries (a BSP's `drivers.json`, …).
     pub fn boot_with(containers: &[Spec], sets: &[&str], extra: &Value) -> Device {
+        Device::boot_with_opts(containers, sets, extra, Opts::default())
+    }
+
+    /// As [`Device::boot_with`], starting from `base` options.
+    pub fn boot_with_opts(containers: &[Spec], sets: &[&str], extra: &Value, base: Opts) -> Device {
         let f = TempDir::new("factory");
         let dir = factory_with(f.path(), containers, extra);
-        let mut opts = Opts::default()
+        let mut opts = base
             .arg("--factory")
             .arg(dir.to_str().unwrap())
             .set("PV_LOG_LEVEL=4");
@@ -60,11 +65,14 @@ impl Device {
     }
 
     pub fn wait_status(&self, name: &str, want: &str, timeout: Duration) {
-        let ok = wait_for(timeout, || self.status(name) == want);
+        let mut now = None;
+        let ok = wait_for(timeout, || {
+            now = self.try_status(name);
+            now.as_deref() == Some(want)
+        });
         assert!(
             ok,
-            "{name} never reached {want} (now {}):\n{}",
-            self.status(name),
+            "{name} never reached {want} (now {now:?}):\n{}",
             self.d.log_text()
         );
     }
@@ -177,11 +185,14 @@ impl Device {
     }
 
     pub fn wait_progress(&self, rev: &str, status: &str, timeout: Duration) -> (String, String) {
+        // Keep what was seen: a second read may land while the daemon re-executes.
+        let mut now = (String::new(), String::new());
         let ok = wait_for(timeout, || {
-            let p = self.try_progress(rev);
-            p.is_some_and(|p| p.0 == status)
+            if let Some(p) = self.try_progress(rev) {
+                now = p;
+            }
+            now.0 == status
         });
-        let now = self.try_progress(rev).unwrap_or_default();
         assert!(
             ok,
             "{rev} never reached {status} (now {now:?}):\n{}",
@@ -192,20 +203,32 @@ impl Device {
 
     /// The progress, or `None` while the daemon does not answer (re-executing).
     fn try_progress(&self, rev: &str) -> Option<(String, String)> {
-        use std::io::{Read, Write};
-        // By hand and without panicking: the daemon may be re-executing mid-request.
-        let mut s = std::os::unix::net::UnixStream::connect(&self.d.socket).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let req = format!("GET /steps/{rev}/progress HTTP/1.0\r\n\r\n");
-        s.write_all(req.as_bytes()).ok()?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).ok()?;
-        let at = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let p: Value = serde_json::from_slice(&raw[at + 4..]).ok()?;
+        let p = self.try_get_json(&format!("/steps/{rev}/progress"))?;
         Some((
             p["status"].as_str()?.to_string(),
             p["status-msg"].as_str()?.to_string(),
         ))
+    }
+
+    /// A container's status, or `None` while the daemon does not answer (re-executing).
+    fn try_status(&self, name: &str) -> Option<String> {
+        let list = self.try_get_json("/containers")?;
+        let c = list.as_array()?.iter().find(|c| c["name"] == name)?;
+        Some(c["status"].as_str()?.to_string())
+    }
+
+    /// `GET path` as JSON, by hand and without panicking: the daemon may be re-executing
+    /// (a reboot on a development host) mid-request.
+    fn try_get_json(&self, path: &str) -> Option<Value> {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&self.d.socket).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let req = format!("GET {path} HTTP/1.0\r\n\r\n");
+        s.write_all(req.as_bytes()).ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).ok()?;
+        let at = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+        serde_json::from_slice(&raw[at + 4..]).ok()
     }
 
     /// The revision `GET /steps/current` names (through the `trails/current` link).

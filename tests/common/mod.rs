@@ -38,7 +38,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::env::var_os("TERN_TEST_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -51,6 +53,8 @@ pub fn tern_bin() -> &'static str {
 pub struct Opts {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The daemon may exit before a client reaches it (a test that expects it to stop).
+    pub may_exit: bool,
 }
 
 impl Opts {
@@ -63,6 +67,10 @@ impl Opts {
     }
     pub fn env(mut self, k: &str, v: &str) -> Opts {
         self.env.push((k.into(), v.into()));
+        self
+    }
+    pub fn may_exit(mut self) -> Opts {
+        self.may_exit = true;
         self
     }
 }
@@ -129,7 +137,15 @@ impl Daemon {
     fn wait_ready(&mut self) {
         let until = Instant::now() + Duration::from_secs(20);
         while Instant::now() < until {
-            if UnixStream::connect(&self.socket).is_ok() {
+            if self.answers() {
+                return;
+            }
+            if self.opts.may_exit
+                && self
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+            {
                 return;
             }
             if let Some(status) = self
@@ -145,6 +161,21 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(10));
         }
         panic!("tern did not start serving in 20 s:\n{}", self.log_text());
+    }
+
+    /// A request on the socket gets an HTTP answer. A bare connect is not enough: after a
+    /// kill -9, a container init cloned a moment before may still hold a copy of the dead
+    /// daemon's listener for a few milliseconds, and accept nothing.
+    fn answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = UnixStream::connect(&self.socket) else {
+            return false;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        let mut head = [0u8; 8];
+        s.write_all(b"GET /buildinfo HTTP/1.0\r\n\r\n").is_ok()
+            && s.read_exact(&mut head).is_ok()
+            && head.starts_with(b"HTTP/1.")
     }
 
     pub fn log_text(&self) -> String {
