@@ -45,7 +45,12 @@ fn boot_revision(api: &mut Api) {
     let store = BootStore::new(api.storage.root());
     let (boot, env) = decide_boot(&store, &current);
     let (rev, trying) = match boot {
-        Boot::Committed(rev) => (rev, None),
+        Boot::Committed(rev) => {
+            if store.recorded() {
+                finish_committed(trails, &rev);
+            }
+            (rev, None)
+        }
         Boot::Try(rev) => {
             log::info!("boot: trying revision {rev} (committed: {})", env.rev);
             (rev.clone(), Some(rev))
@@ -54,9 +59,10 @@ fn boot_revision(api: &mut Api) {
             log::warn!("boot: revision {failed} was tried and not committed; back to {run}");
             let last = trails.read_progress(&failed).unwrap_or_default();
             let last: serde_json::Value = serde_json::from_slice(&last).unwrap_or_default();
+            // DONE would claim the rollback point this boot just refused it.
             let final_status = matches!(
                 last.get("status").and_then(|s| s.as_str()),
-                Some("DONE" | "UPDATED" | "WONTGO" | "ERROR")
+                Some("UPDATED" | "WONTGO" | "ERROR")
             );
             if !final_status {
                 let p = Progress::new("ERROR", "Unexpected rollback", 100);
@@ -100,6 +106,29 @@ fn boot_revision(api: &mut Api) {
         }
         // Serve the API anyway, so the device can still be inspected and repaired.
         Err(e) => log::error!("daemon: {e}; no container runs"),
+    }
+}
+
+/// A committed revision whose update was cut off between its commit and its final progress
+/// (a crash, a power cut): the commit happened, so the update is DONE.
+fn finish_committed(trails: &crate::store::trails::Trails, rev: &str) {
+    let last = trails.read_progress(rev).unwrap_or_default();
+    let last: serde_json::Value = serde_json::from_slice(&last).unwrap_or_default();
+    let status = last.get("status").and_then(|s| s.as_str()).unwrap_or("");
+    if !matches!(status, "TESTING" | "INPROGRESS") {
+        return;
+    }
+    log::warn!("boot: {rev} was committed before its update could say so; DONE");
+    if let Err(e) = trails.mark_done(rev) {
+        log::error!("boot: cannot mark {rev} done: {e}");
+    }
+    let p = Progress::new(
+        "DONE",
+        "Update finished, revision set as rollback point",
+        100,
+    );
+    if let Err(e) = trails.write_progress(rev, &p) {
+        log::error!("boot: cannot write the progress of {rev}: {e}");
     }
 }
 

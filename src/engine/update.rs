@@ -118,7 +118,8 @@ pub enum UpdateAction {
     ArmCommit {
         at: Instant,
     },
-    /// Commit the try: as the new rollback point (`done`), or only as finished.
+    /// Commit the try: as the new rollback point (`done`), or only as finished. Carried out
+    /// before the final progress it comes with.
     Commit {
         done: bool,
     },
@@ -230,7 +231,10 @@ impl Update {
                         100,
                     )
                 };
-                vec![A::Progress(p), A::Commit { done }]
+                // The commit first: a crash between the two must never leave a final
+                // progress on a try that the next boot rolls back (start-up finishes the
+                // progress of a committed revision instead).
+                vec![A::Commit { done }, A::Progress(p)]
             }
         }
     }

@@ -453,13 +453,14 @@ impl Reactor {
         env.tried = false;
         env.once = false;
         if done {
-            if let Err(e) = self.api.storage.trails.mark_done(rev) {
-                log::error!("update {rev}: cannot mark it done: {e}");
-            }
             env.rev = rev.to_string();
         }
+        // The boot record is the commit point; `.pv/done` and the final progress follow it.
         if let Err(e) = store.save(&env) {
             log::error!("update {rev}: cannot record the commit: {e}");
+        }
+        if done && let Err(e) = self.api.storage.trails.mark_done(rev) {
+            log::error!("update {rev}: cannot mark it done: {e}");
         }
         self.api.update = None;
         if let Some(run) = self.api.running.as_mut() {

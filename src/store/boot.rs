@@ -88,6 +88,11 @@ impl BootStore {
         }
     }
 
+    /// True once an update has recorded anything (the file exists).
+    pub fn recorded(&self) -> bool {
+        self.path.is_file()
+    }
+
     /// The stored env; a missing file is a first boot (`fallback` committed). An unreadable
     /// one is reported and treated the same way: booting the fallback is always safe.
     pub fn load(&self, fallback: &str) -> BootEnv {

@@ -4,6 +4,7 @@
 //! fsync the way ext4 does. Every temp name starts with [`TMP_PREFIX`] so start-up can find
 //! and remove what a crash left behind.
 
+use super::crash_points;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -56,8 +57,11 @@ pub fn write_atomic(target: &Path, data: &[u8]) -> io::Result<()> {
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
+        crash_points::reached("before publishing", target);
         fs::rename(&tmp, target)?;
-        fsync_dir(parent_of(target))
+        fsync_dir(parent_of(target))?;
+        crash_points::reached("published", target);
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -67,8 +71,11 @@ pub fn write_atomic(target: &Path, data: &[u8]) -> io::Result<()> {
 
 /// Durably move a finished (already fsynced) temp file into place.
 pub fn commit_temp(tmp: &Path, target: &Path) -> io::Result<()> {
+    crash_points::reached("before committing", target);
     fs::rename(tmp, target)?;
-    fsync_dir(parent_of(target))
+    fsync_dir(parent_of(target))?;
+    crash_points::reached("committed", target);
+    Ok(())
 }
 
 /// Atomically and durably point the symlink `link` at `dest`. A symlink cannot be fsynced
@@ -78,12 +85,15 @@ pub fn replace_symlink(dest: &str, link: &Path) -> io::Result<()> {
     let tmp = temp_path_for(link);
     let dir = parent_of(link);
     std::os::unix::fs::symlink(dest, &tmp)?;
+    crash_points::reached("before relinking", link);
     let swapped = fsync_dir(dir).and_then(|()| fs::rename(&tmp, link));
     if let Err(e) = swapped {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    fsync_dir(dir)
+    fsync_dir(dir)?;
+    crash_points::reached("relinked", link);
+    Ok(())
 }
 
 /// Create a directory (and parents) and make its entry durable in its parent.
@@ -122,7 +132,10 @@ pub fn remove_tree_durable(dir: &Path) -> io::Result<()> {
     let tmp = temp_path_for(dir);
     fs::rename(dir, &tmp)?;
     fsync_dir(parent_of(dir))?;
-    fs::remove_dir_all(&tmp)
+    crash_points::reached("set aside for removal", dir);
+    fs::remove_dir_all(&tmp)?;
+    crash_points::reached("removed", dir);
+    Ok(())
 }
 
 /// Remove every leftover temp entry directly inside `dir`. Returns how many were removed.

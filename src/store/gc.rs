@@ -106,6 +106,7 @@ pub fn collect(
             continue;
         }
         fs::remove_file(entry.path())?;
+        super::crash_points::reached("object removed", &entry.path());
         done.objects += 1;
         done.bytes += meta.len();
     }

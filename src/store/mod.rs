@@ -7,6 +7,7 @@
 //! factory revision exists and that `trails/current` points at a revision that does.
 
 pub mod boot;
+pub mod crash_points;
 pub mod durable;
 pub mod factory;
 pub mod gc;
