@@ -6,9 +6,11 @@
 //! a final and truthful progress for the update, and keep every write it acknowledged.
 //!
 //! The flow: upload the objects of an update, a spare revision and an unreferenced object,
-//! PUT both revisions, LOCAL_RUN the update (a system container changes: the reboot path,
-//! with `TERN_DEV_REBOOT=exit`, the test starting the daemon again as a bootloader would),
-//! wait for DONE, then `POST /storage/gc`. Needs what the container tests need.
+//! PUT both revisions, LOCAL_RUN the update, wait for its end, then `POST /storage/gc`. Twice:
+//! a system container changes (the reboot path, with `TERN_DEV_REBOOT=exit`, the test
+//! starting the daemon again as a bootloader would; ends DONE), and a `container`-policy one
+//! changes (the non-reboot path; ends UPDATED, which is not a rollback point, so any restart
+//! runs revision 0 again). Needs what the container tests need.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -156,7 +158,10 @@ impl Run {
                 continue;
             };
             let p: Value = serde_json::from_slice(&body).unwrap();
-            if matches!(p["status"].as_str(), Some("DONE" | "ERROR" | "WONTGO")) {
+            if matches!(
+                p["status"].as_str(),
+                Some("DONE" | "UPDATED" | "ERROR" | "WONTGO")
+            ) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -176,12 +181,31 @@ fn set_crash_after(dev: &mut Device, n: u64) {
         .push(("TERN_TEST_CRASH_AFTER".into(), n.to_string()));
 }
 
+#[derive(Clone, Copy)]
+enum Path {
+    Reboot,
+    NonReboot,
+}
+
 /// The flow with the daemon set to die at crash point `n` (0: never).
-fn run_flow(n: u64) -> Run {
-    let name = format!("cp{n}");
-    let old = Spec::new(&name, &format!("exec sleep {}", 26000 + n), json!({}));
-    let new = Spec::new(&name, &format!("exec sleep {}", 27000 + n), json!({}));
-    let spare = Spec::new(&name, &format!("exec sleep {}", 28000 + n), json!({}));
+fn run_flow(path: Path, n: u64) -> Run {
+    // Names and markers unique per test and point: tests run side by side.
+    let (name, base, run) = match path {
+        Path::Reboot => (format!("cp{n}"), 26000, json!({})),
+        Path::NonReboot => (
+            format!("cq{n}"),
+            36000,
+            // Not in `app`: its 30 s stable_timeout would hold every commit back.
+            json!({"restart_policy": "container"}),
+        ),
+    };
+    let old = Spec::new(&name, &format!("exec sleep {}", base + n), run.clone());
+    let new = Spec::new(
+        &name,
+        &format!("exec sleep {}", base + 1000 + n),
+        run.clone(),
+    );
+    let spare = Spec::new(&name, &format!("exec sleep {}", base + 2000 + n), run);
     let opts = Opts::default()
         .may_exit()
         .env("TERN_TEST_CRASH_AFTER", &n.to_string());
@@ -235,7 +259,7 @@ fn run_flow(n: u64) -> Run {
 }
 
 /// After the crash: start as a bootloader would and check what the device says and holds.
-fn check_after_crash(mut run: Run) {
+fn check_after_crash(path: Path, mut run: Run) {
     let n = run.n;
     let ctx = |dev: &Device| format!("crash point {n}:\n{}", dev.d.log_text());
     set_crash_after(&mut run.dev, 0);
@@ -261,7 +285,7 @@ fn check_after_crash(mut run: Run) {
             .and_then(|c| c.as_array().cloned())
             .is_some_and(|c| c.iter().all(|c| c["status"] == "STARTED") && !c.is_empty());
         let final_or_new = match status.as_deref() {
-            None | Some("NEW" | "DONE" | "ERROR" | "WONTGO") => true,
+            None | Some("NEW" | "DONE" | "UPDATED" | "ERROR" | "WONTGO") => true,
             Some(_) => false,
         };
         if running && final_or_new {
@@ -271,15 +295,17 @@ fn check_after_crash(mut run: Run) {
     };
     let (current, status, progress) = settled;
     // The running revision and the update's progress agree.
-    match (current.as_str(), status.as_deref()) {
-        ("locals/v2", Some("DONE")) | ("0", None | Some("NEW" | "WONTGO")) => {}
-        ("0", Some("ERROR")) => {
+    match (path, current.as_str(), status.as_deref()) {
+        (Path::Reboot, "locals/v2", Some("DONE"))
+        | (_, "0", None | Some("NEW" | "WONTGO"))
+        | (Path::NonReboot, "0", Some("UPDATED")) => {}
+        (_, "0", Some("ERROR")) => {
             let msg = progress.as_ref().unwrap()["status-msg"]
                 .as_str()
                 .unwrap_or("");
             assert!(!msg.is_empty(), "ERROR without a message: {}", ctx(&dev));
         }
-        (cur, st) => panic!("running {cur} with the update {st:?}: {}", ctx(&dev)),
+        (_, cur, st) => panic!("running {cur} with the update {st:?}: {}", ctx(&dev)),
     }
     // DONE is the rollback point.
     // (No boot record yet: no update got as far as its try; 0 is committed.)
@@ -341,10 +367,21 @@ fn check_after_crash(mut run: Run) {
 }
 
 #[test]
-fn a_crash_at_any_durable_step_of_an_update_leaves_a_device_that_boots_and_tells_the_truth() {
-    require_containers!("crash points");
+fn a_crash_at_any_durable_step_of_a_reboot_update_leaves_a_device_that_boots_and_tells_the_truth() {
+    require_containers!("crash points, reboot path");
+    crash_at_every_point(Path::Reboot);
+}
+
+#[test]
+fn a_crash_at_any_durable_step_of_a_non_reboot_update_leaves_a_device_that_boots_and_tells_the_truth()
+ {
+    require_containers!("crash points, non-reboot path");
+    crash_at_every_point(Path::NonReboot);
+}
+
+fn crash_at_every_point(path: Path) {
     // Count the points of the whole flow.
-    let full = run_flow(0);
+    let full = run_flow(path, 0);
     assert!(
         matches!(full.ended, Some(Ended::Completed)),
         "the flow did not complete"
@@ -368,11 +405,15 @@ fn a_crash_at_any_durable_step_of_an_update_leaves_a_device_that_boots_and_tells
                     if n > total {
                         break;
                     }
+                    // CRASH_POINTS_ONLY=N (debugging): that point alone.
+                    if std::env::var("CRASH_POINTS_ONLY").is_ok_and(|o| o != n.to_string()) {
+                        continue;
+                    }
                     let outcome = std::panic::catch_unwind(|| {
-                        let run = run_flow(n);
+                        let run = run_flow(path, n);
                         match run.ended {
                             Some(Ended::Crashed) => {
-                                check_after_crash(run);
+                                check_after_crash(path, run);
                                 true
                             }
                             // Timing-dependent steps (a commit a little earlier or later)

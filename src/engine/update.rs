@@ -118,8 +118,8 @@ pub enum UpdateAction {
     ArmCommit {
         at: Instant,
     },
-    /// Commit the try: as the new rollback point (`done`), or only as finished. Carried out
-    /// before the final progress it comes with.
+    /// Commit the try: as the new rollback point (`done`, before the DONE it comes with), or
+    /// only as finished (after the UPDATED).
     Commit {
         done: bool,
     },
@@ -231,10 +231,15 @@ impl Update {
                         100,
                     )
                 };
-                // The commit first: a crash between the two must never leave a final
-                // progress on a try that the next boot rolls back (start-up finishes the
-                // progress of a committed revision instead).
-                vec![A::Commit { done }, A::Progress(p)]
+                // In the order that keeps a crash between the two truthful. DONE names the
+                // rollback point, so the commit goes first (start-up finishes a committed
+                // revision still TESTING). UPDATED goes first: a crash before the commit rolls
+                // back to the committed revision, which is what follows UPDATED anyway.
+                if done {
+                    vec![A::Commit { done }, A::Progress(p)]
+                } else {
+                    vec![A::Progress(p), A::Commit { done }]
+                }
             }
         }
     }
