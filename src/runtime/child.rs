@@ -71,6 +71,9 @@ pub struct ChildPlan {
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
     lo_up: bool,
+    /// False for process mode: no mounts, no root change, no hostname; only stdio, session,
+    /// signals, working directory and exec.
+    isolated: bool,
     console: RawFd,
     null: RawFd,
     sync: RawFd,
@@ -166,10 +169,25 @@ impl ChildPlan {
             _argv: argv,
             _envp: envp,
             lo_up,
+            isolated: true,
             console: fds.console,
             null: fds.null,
             sync: fds.sync,
         })
+    }
+
+    /// Process mode: the init as a plain process of the host (its own session and process
+    /// group, stdio on the console, the spec's environment).
+    pub fn plain(
+        cwd: Option<&str>,
+        exec: &[String],
+        argv: &[String],
+        env: &[(String, String)],
+        fds: ChildFds,
+    ) -> Result<ChildPlan, RuntimeError> {
+        let mut plan = ChildPlan::new("/", &[], "", cwd, exec, argv, env, false, fds)?;
+        plan.isolated = false;
+        Ok(plan)
     }
 }
 
@@ -281,6 +299,17 @@ fn run(p: &ChildPlan) -> ! {
         libc::umask(0);
     }
     check(setsid().map(drop), "setsid", None);
+    if p.isolated {
+        isolate(p);
+    }
+    if let Some(cwd) = &p.cwd {
+        check(chdir(cwd.as_c_str()), "chdir", Some(cwd));
+    }
+    exec_init(p)
+}
+
+/// The container's own root and namespaces' contents.
+fn isolate(p: &ChildPlan) {
     // A cgroup namespace rooted at the container's cgroup; kernels without it just skip.
     let _ = nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP);
     let rprivate = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
@@ -314,9 +343,10 @@ fn run(p: &ChildPlan) -> ! {
     if p.lo_up {
         bring_loopback_up();
     }
-    if let Some(cwd) = &p.cwd {
-        check(chdir(cwd.as_c_str()), "chdir", Some(cwd));
-    }
+}
+
+/// Default signals, no inherited descriptor beyond stdio, then the init.
+fn exec_init(p: &ChildPlan) -> ! {
     reset_signals();
     // SAFETY: plain integer arguments; closing (on exec) every inherited descriptor above
     // stdio cannot invalidate anything the code below uses.

@@ -1,10 +1,10 @@
 //! [`launch`]: from a [`LaunchSpec`] to a running init, without waiting for it.
 //!
 //! It chooses the mode, makes the console pipe and the cgroup, then either mounts the root and
-//! clones the isolated init ([`super::child`]) or spawns a plain process
-//! ([`super::process`]). Any failure undoes what was done before returning. It never waits
-//! for the child to run: the isolated child is released by one byte on a pipe once it is in
-//! its cgroup, and its progress is only ever seen through the console and SIGCHLD.
+//! clones the isolated init, or clones a plain process (both through [`super::child`]). Any
+//! failure undoes what was done before returning. It never waits for the child to run: the
+//! child is released by one byte on a pipe once it is in its cgroup, and its progress is only
+//! ever seen through the console and SIGCHLD.
 
 use std::fs::{self, OpenOptions};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -24,7 +24,6 @@ use super::console_log::LogFile;
 use super::error::RuntimeError;
 use super::mounts::{self, MountPlan, VolumeDirs};
 use super::plan::{self, Step};
-use super::process;
 use super::spec::{LaunchSpec, Mode, Network};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -91,7 +90,7 @@ pub fn launch(spec: &LaunchSpec, caps: &Capabilities) -> Result<Launched, Runtim
         None => Ok(false),
     }
     .and_then(|fresh_cgroup| match mode {
-        Mode::Process => process::spawn(spec, console_w, plan.cgroup.as_ref()),
+        Mode::Process => plain(spec, &plan, console_w, fresh_cgroup),
         Mode::Isolated => isolated(spec, &mut plan, console_w, fresh_cgroup),
     });
     match started {
@@ -110,10 +109,7 @@ pub fn launch(spec: &LaunchSpec, caps: &Capabilities) -> Result<Launched, Runtim
     }
 }
 
-/// `fresh_cgroup`: the cgroup was just created. Only then is the init cloned straight into
-/// it: a cgroup left busy by a previous run may have been through `cgroup.kill`, and a kernel
-/// can then kill a child cloned into it with CLONE_INTO_CGROUP at birth (seen on 6.18: it
-/// compares the kill counter of the cloning process's cgroup with the target's).
+/// The isolated container: its root mounted, then its init cloned into new namespaces.
 fn isolated(
     spec: &LaunchSpec,
     plan: &mut MountPlan,
@@ -125,6 +121,79 @@ fn isolated(
     let root = root
         .to_str()
         .ok_or_else(|| RuntimeError::InvalidSpec("non UTF-8 work dir".into()))?;
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS;
+    if !spec.host_ipc {
+        flags |= CloneFlags::CLONE_NEWIPC;
+    }
+    if spec.network == Network::Private {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    clone_released(plan, console_w, fresh_cgroup, flags, |fds| {
+        ChildPlan::new(
+            root,
+            &steps,
+            spec.effective_hostname(),
+            spec.cwd.as_deref(),
+            &exec_candidates(spec),
+            &spec.init,
+            &spec.env,
+            spec.network == Network::Private,
+            fds,
+        )
+    })
+}
+
+/// Process mode: the init as a plain child of the daemon, in its own session and process
+/// group, with the spec's environment (plus `TERN_CTRL_SOCKET`: it has no `/pantavisor`
+/// view) and the conf's working directory where the host has it.
+fn plain(
+    spec: &LaunchSpec,
+    plan: &MountPlan,
+    console_w: OwnedFd,
+    fresh_cgroup: bool,
+) -> Result<Pid, RuntimeError> {
+    let mut env = spec.env.clone();
+    if let Some(socket) = control_socket(spec) {
+        env.retain(|(k, _)| k != "TERN_CTRL_SOCKET");
+        env.push((
+            "TERN_CTRL_SOCKET".into(),
+            socket.to_string_lossy().into_owned(),
+        ));
+    }
+    let cwd = spec.cwd.as_deref().filter(|c| Path::new(c).is_dir());
+    clone_released(plan, console_w, fresh_cgroup, CloneFlags::empty(), |fds| {
+        ChildPlan::plain(cwd, &exec_candidates(spec), &spec.init, &env, fds)
+    })
+}
+
+/// The host path of the control socket the container's view would show (process mode has
+/// no view; its init gets the path in `TERN_CTRL_SOCKET`).
+fn control_socket(spec: &LaunchSpec) -> Option<std::path::PathBuf> {
+    spec.view
+        .binds
+        .iter()
+        .find_map(|b| match b.target.as_str() {
+            "pantavisor/pv-ctrl" => Some(b.source.clone()),
+            "pantavisor" => Some(b.source.join("pv-ctrl")),
+            _ => None,
+        })
+}
+
+/// Clones the init as `build` plans it, puts it in the container's cgroup, and releases it
+/// through the sync pipe. Never waits for it: the loop sees its progress only through the
+/// console and SIGCHLD.
+///
+/// `fresh_cgroup`: the cgroup was just created. Only then is the init cloned straight into
+/// it: a cgroup left busy by a previous run may have been through `cgroup.kill`, and a kernel
+/// can then kill a child cloned into it with CLONE_INTO_CGROUP at birth (seen on 6.18: it
+/// compares the kill counter of the cloning process's cgroup with the target's).
+fn clone_released(
+    plan: &MountPlan,
+    console_w: OwnedFd,
+    fresh_cgroup: bool,
+    flags: CloneFlags,
+    build: impl FnOnce(ChildFds) -> Result<ChildPlan, RuntimeError>,
+) -> Result<Pid, RuntimeError> {
     let null = OpenOptions::new()
         .read(true)
         .write(true)
@@ -134,29 +203,11 @@ fn isolated(
     let null = above_stdio(OwnedFd::from(null))?;
     let (sync_r, sync_w) = pipe2(OFlag::O_CLOEXEC).map_err(RuntimeError::sys("sync pipe"))?;
     let sync_r = above_stdio(sync_r)?;
-    let fds = ChildFds {
+    let child_plan = build(ChildFds {
         console: console_w.as_raw_fd(),
         null: null.as_raw_fd(),
         sync: sync_r.as_raw_fd(),
-    };
-    let child_plan = ChildPlan::new(
-        root,
-        &steps,
-        spec.effective_hostname(),
-        spec.cwd.as_deref(),
-        &exec_candidates(spec),
-        &spec.init,
-        &spec.env,
-        spec.network == Network::Private,
-        fds,
-    )?;
-    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS;
-    if !spec.host_ipc {
-        flags |= CloneFlags::CLONE_NEWIPC;
-    }
-    if spec.network == Network::Private {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
+    })?;
     let cgroup_dir = plan
         .cgroup
         .as_ref()

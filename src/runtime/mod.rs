@@ -19,8 +19,8 @@
 //! Layout: [`lxc_conf`] reads `lxc.container.conf`; `spec` is what the engine asks for;
 //! `caps` probes the host once; `plan` turns mount entries into steps (pure); `loopdev`,
 //! `mounts` and `cgroup` own one kernel object each; `child` is the code between clone and
-//! exec; `launch` and `process` start the two modes; `control` stops and cleans up;
-//! [`console_log`] rotates what the console pipe carries.
+//! exec; `launch` starts both modes; `process` runs helper commands; `control` stops and
+//! cleans up; [`console_log`] rotates what the console pipe carries.
 
 mod caps;
 mod cgroup;
