@@ -7,10 +7,10 @@
 
 use std::path::Path;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
-static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
-static COUNT: AtomicU64 = AtomicU64::new(0);
+static LIMIT: OnceLock<Option<u32>> = OnceLock::new();
+static COUNT: AtomicU32 = AtomicU32::new(0);
 
 /// A point where a crash must leave a storage that boots and tells the truth.
 pub fn reached(what: &str, path: &Path) {
