@@ -72,11 +72,19 @@ fn daemons_are_listed_started_and_stopped_like_pantavisor() {
     };
     assert_eq!(put("stop").status, 200);
     assert!(wait_for(Duration::from_secs(5), || !alive(pid)));
-    let entry = daemons(&d)
-        .into_iter()
-        .find(|x| x["name"] == "hwrngd")
-        .unwrap();
-    assert_eq!(entry, json!({"name":"hwrngd","pid":-1,"respawn":false}));
+    // The listing follows once the daemon has reaped it (a moment later under qemu).
+    let entry = || {
+        daemons(&d)
+            .into_iter()
+            .find(|x| x["name"] == "hwrngd")
+            .unwrap()
+    };
+    let stopped = json!({"name":"hwrngd","pid":-1,"respawn":false});
+    assert!(
+        wait_for(Duration::from_secs(5), || entry() == stopped),
+        "{}",
+        entry()
+    );
     assert_eq!(put("start").status, 200);
     assert!(wait_for(Duration::from_secs(5), || alive(pid_of(
         &d, "hwrngd"
