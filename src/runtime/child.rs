@@ -1,12 +1,14 @@
-//! The isolated container's first process, from `clone` to `execve`.
+//! A container's first process, from `clone` to `execve`.
 //!
 //! The parent builds a [`ChildPlan`] (every path, argument and environment string already a
-//! C string, every pointer array already built), then [`spawn`] clones with new namespaces
-//! (with clone3 straight into its cgroup v2 where the kernel allows). The child first closes
-//! the daemon's descriptors it inherited, waits for one byte on the sync pipe (the parent has
-//! put it in its cgroup by then), wires stdio to the console pipe, makes mounts private, pivots into the overlay, performs
-//! the plan's steps with the host still reachable under `/.tern-oldroot`, detaches the host,
-//! sets the hostname, resets signals, closes inherited descriptors and execs the init.
+//! C string, every pointer array already built), then [`spawn`] clones it, with new
+//! namespaces for an isolated container, with clone3 straight into its cgroup v2 where the
+//! kernel allows. The child first closes the daemon's descriptors it inherited, waits for one
+//! byte on the sync pipe (the parent has put it in its cgroup by then), wires stdio to the
+//! console pipe and starts a session. An isolated one then makes mounts private, pivots into
+//! the overlay, performs the plan's steps with the host still reachable under
+//! `/.tern-oldroot`, detaches the host and sets the hostname; a plain one (process mode)
+//! skips all that. Both reset signals, close inherited descriptors and exec the init.
 //!
 //! What it must never do between `clone` and `execve`: allocate, lock, or return. The daemon
 //! is single-threaded but tests are not, and a clone child inherits any lock another thread
