@@ -57,12 +57,10 @@ fn boot_revision(api: &mut Api) {
         }
         Boot::RolledBack { run, failed } => {
             log::warn!("boot: revision {failed} was tried and not committed; back to {run}");
-            let last = trails.read_progress(&failed).unwrap_or_default();
-            let last: serde_json::Value = serde_json::from_slice(&last).unwrap_or_default();
             // DONE would claim the rollback point this boot just refused it.
             let final_status = matches!(
-                last.get("status").and_then(|s| s.as_str()),
-                Some("UPDATED" | "WONTGO" | "ERROR")
+                trails.progress_status(&failed).as_str(),
+                "UPDATED" | "WONTGO" | "ERROR"
             );
             if !final_status {
                 let p = Progress::new("ERROR", "Unexpected rollback", 100);
@@ -112,22 +110,17 @@ fn boot_revision(api: &mut Api) {
 /// A committed revision whose update was cut off between its commit and its final progress
 /// (a crash, a power cut): the commit happened, so the update is DONE.
 fn finish_committed(trails: &crate::store::trails::Trails, rev: &str) {
-    let last = trails.read_progress(rev).unwrap_or_default();
-    let last: serde_json::Value = serde_json::from_slice(&last).unwrap_or_default();
-    let status = last.get("status").and_then(|s| s.as_str()).unwrap_or("");
-    if !matches!(status, "TESTING" | "INPROGRESS") {
+    if !matches!(
+        trails.progress_status(rev).as_str(),
+        "TESTING" | "INPROGRESS"
+    ) {
         return;
     }
     log::warn!("boot: {rev} was committed before its update could say so; DONE");
     if let Err(e) = trails.mark_done(rev) {
         log::error!("boot: cannot mark {rev} done: {e}");
     }
-    let p = Progress::new(
-        "DONE",
-        "Update finished, revision set as rollback point",
-        100,
-    );
-    if let Err(e) = trails.write_progress(rev, &p) {
+    if let Err(e) = trails.write_progress(rev, &Update::finished(true)) {
         log::error!("boot: cannot write the progress of {rev}: {e}");
     }
 }

@@ -155,6 +155,23 @@ impl Update {
         Progress::new("INPROGRESS", "Trying new revision", 50)
     }
 
+    /// The final progress of a committed update: DONE when it became the rollback point.
+    pub fn finished(done: bool) -> Progress {
+        if done {
+            Progress::new(
+                "DONE",
+                "Update finished, revision set as rollback point",
+                100,
+            )
+        } else {
+            Progress::new(
+                "UPDATED",
+                "Update finished, revision not set as rollback point",
+                100,
+            )
+        }
+    }
+
     pub fn step(&mut self, event: UpdateEvent, now: Instant) -> Vec<UpdateAction> {
         use UpdateAction as A;
         use UpdateEvent as E;
@@ -218,19 +235,7 @@ impl Update {
                     stability_pending: false,
                 },
             ) => {
-                let p = if done {
-                    Progress::new(
-                        "DONE",
-                        "Update finished, revision set as rollback point",
-                        100,
-                    )
-                } else {
-                    Progress::new(
-                        "UPDATED",
-                        "Update finished, revision not set as rollback point",
-                        100,
-                    )
-                };
+                let p = Update::finished(done);
                 // In the order that keeps a crash between the two truthful. DONE names the
                 // rollback point, so the commit goes first (start-up finishes a committed
                 // revision still TESTING). UPDATED goes first: a crash before the commit rolls

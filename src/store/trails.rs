@@ -86,6 +86,15 @@ impl Trails {
         fs::read(self.progress_path(rev))
     }
 
+    /// The `status` of a revision's progress; empty when it has none or it cannot be read.
+    pub fn progress_status(&self, rev: &str) -> String {
+        let raw = self.read_progress(rev).unwrap_or_default();
+        serde_json::from_slice::<serde_json::Value>(&raw)
+            .ok()
+            .and_then(|v| v.get("status")?.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     pub fn write_progress(&self, rev: &str, p: &Progress) -> io::Result<()> {
         durable::write_atomic(&self.progress_path(rev), p.to_json().as_bytes())
     }
