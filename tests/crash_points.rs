@@ -18,8 +18,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,28 +41,6 @@ const WORKERS: u64 = 3;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-/// One request on a fresh connection, or `None` if the daemon is not there to answer.
-fn try_request(dev: &Device, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let mut s = UnixStream::connect(&dev.d.socket).ok()?;
-    s.set_read_timeout(Some(secs(10))).ok()?;
-    let head = format!(
-        "{method} {path} HTTP/1.0\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).ok()?;
-    s.write_all(body).ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let at = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let status = std::str::from_utf8(raw.get(9..12)?).ok()?.parse().ok()?;
-    Some((status, raw[at + 4..].to_vec()))
-}
-
-fn try_json(dev: &Device, path: &str) -> Option<Value> {
-    let (status, body) = try_request(dev, "GET", path, b"")?;
-    (status == 200).then(|| serde_json::from_slice(&body).ok())?
 }
 
 /// How many crash points the daemon's log shows so far (over every start).
@@ -138,7 +114,7 @@ impl Run {
             if !self.alive() {
                 return None;
             }
-            if let Some(r) = try_request(&self.dev, method, path, body) {
+            if let Some(r) = self.dev.d.try_request(method, path, body) {
                 return Some(r);
             }
             // No answer: crashed, or re-starting after a reboot; look again.
@@ -277,11 +253,12 @@ fn check_after_crash(path: Path, mut run: Run) {
             continue;
         }
         let current = dev.current();
-        let progress = try_json(&dev, "/steps/locals/v2/progress");
+        let progress = dev.try_get_json("/steps/locals/v2/progress");
         let status = progress
             .as_ref()
             .and_then(|p| p["status"].as_str().map(str::to_string));
-        let running = try_json(&dev, "/containers")
+        let running = dev
+            .try_get_json("/containers")
             .and_then(|c| c.as_array().cloned())
             .is_some_and(|c| c.iter().all(|c| c["status"] == "STARTED") && !c.is_empty());
         let final_or_new = match status.as_deref() {
@@ -320,7 +297,9 @@ fn check_after_crash(path: Path, mut run: Run) {
     let objects = dev.d.storage.join("objects");
     let mut needed = BTreeSet::new();
     for rev in [current.as_str(), committed.as_str()] {
-        let state = try_json(&dev, &format!("/steps/{rev}")).unwrap_or(Value::Null);
+        let state = dev
+            .try_get_json(&format!("/steps/{rev}"))
+            .unwrap_or(Value::Null);
         for v in state.as_object().into_iter().flat_map(|m| m.values()) {
             if let Some(id) = v.as_str().filter(|s| s.len() == 64) {
                 needed.insert(id.to_string());
@@ -343,7 +322,8 @@ fn check_after_crash(path: Path, mut run: Run) {
                 ctx(&dev)
             );
         }
-        let steps: Vec<String> = try_json(&dev, "/steps")
+        let steps: Vec<String> = dev
+            .try_get_json("/steps")
             .and_then(|s| s.as_array().cloned())
             .unwrap_or_default()
             .iter()

@@ -219,16 +219,9 @@ impl Device {
 
     /// `GET path` as JSON, by hand and without panicking: the daemon may be re-executing
     /// (a reboot on a development host) mid-request.
-    fn try_get_json(&self, path: &str) -> Option<Value> {
-        use std::io::{Read, Write};
-        let mut s = std::os::unix::net::UnixStream::connect(&self.d.socket).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let req = format!("GET {path} HTTP/1.0\r\n\r\n");
-        s.write_all(req.as_bytes()).ok()?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).ok()?;
-        let at = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-        serde_json::from_slice(&raw[at + 4..]).ok()
+    pub fn try_get_json(&self, path: &str) -> Option<Value> {
+        let (status, body) = self.d.try_request("GET", path, b"")?;
+        (status == 200).then(|| serde_json::from_slice(&body).ok())?
     }
 
     /// The revision `GET /steps/current` names (through the `trails/current` link).

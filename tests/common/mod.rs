@@ -167,15 +167,13 @@ impl Daemon {
     /// kill -9, a container init cloned a moment before may still hold a copy of the dead
     /// daemon's listener for a few milliseconds, and accept nothing.
     fn answers(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut s) = UnixStream::connect(&self.socket) else {
-            return false;
-        };
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-        let mut head = [0u8; 8];
-        s.write_all(b"GET /buildinfo HTTP/1.0\r\n\r\n").is_ok()
-            && s.read_exact(&mut head).is_ok()
-            && head.starts_with(b"HTTP/1.")
+        try_request(&self.socket, "GET", "/buildinfo", b"").is_some()
+    }
+
+    /// `method path` with `body` on a fresh connection, without panicking: `None` while the
+    /// daemon does not answer (starting, re-executing for a reboot, killed mid-request).
+    pub fn try_request(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+        try_request(&self.socket, method, path, body)
     }
 
     pub fn log_text(&self) -> String {
@@ -417,6 +415,24 @@ pub fn temp_names(dir: &Path) -> Vec<String> {
 }
 
 /// Poll `f` every 10 ms until it is true or `timeout` passes; returns its last answer.
+/// One HTTP/1.0 request on the socket: `(status, body)`, or `None` on any failure.
+pub fn try_request(socket: &Path, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut s = UnixStream::connect(socket).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let status = std::str::from_utf8(raw.get(9..12)?).ok()?.parse().ok()?;
+    Some((status, raw[at + 4..].to_vec()))
+}
+
 pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + timeout;
     loop {
