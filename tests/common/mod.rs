@@ -140,19 +140,14 @@ impl Daemon {
             if self.answers() {
                 return;
             }
-            if self.opts.may_exit
-                && self
-                    .child
-                    .as_mut()
-                    .is_some_and(|c| c.try_wait().ok().flatten().is_some())
-            {
-                return;
-            }
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
+                if self.opts.may_exit {
+                    return;
+                }
                 panic!(
                     "tern exited before serving ({status}):\n{}",
                     self.log_text()
