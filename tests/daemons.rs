@@ -196,4 +196,13 @@ fn programs_selects_components_with_pies_selectors() {
         let p = pid_of(&d, "logger");
         p != before && alive(p)
     }));
+
+    // Killed outright, Tern takes its daemons with it: the next start would run new copies.
+    let left = [pid_of(&d, "hwrngd"), pid_of(&d, "logger")];
+    let mut d = d;
+    d.kill9();
+    assert!(
+        wait_for(Duration::from_secs(5), || left.iter().all(|p| !alive(*p))),
+        "{left:?} outlived a kill -9 of tern"
+    );
 }

@@ -76,6 +76,9 @@ pub struct ChildPlan {
     /// False for process mode: no mounts, no root change, no hostname; only stdio, session,
     /// signals, working directory and exec.
     isolated: bool,
+    /// The daemon's pid, for a plain init to die with it (nothing finds a plain process again
+    /// after a crash of an unprivileged daemon).
+    parent: libc::pid_t,
     console: RawFd,
     null: RawFd,
     sync: RawFd,
@@ -172,6 +175,7 @@ impl ChildPlan {
             _envp: envp,
             lo_up,
             isolated: true,
+            parent: nix::unistd::getpid().as_raw(),
             console: fds.console,
             null: fds.null,
             sync: fds.sync,
@@ -279,6 +283,10 @@ fn run(p: &ChildPlan) -> ! {
     // and a daemon restarted after a crash must not find its storage locked, or its socket
     // answered, by a container that is still setting up.
     close_inherited(&[p.console, p.null, p.sync]);
+    // SAFETY: system calls only, in the cloned child.
+    if !p.isolated && unsafe { super::process::die_with_parent(p.parent) }.is_err() {
+        exit(EXIT_SETUP);
+    }
     let mut byte = [0u8; 1];
     loop {
         // SAFETY: reads at most one byte into a live local buffer.

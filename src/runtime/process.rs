@@ -81,9 +81,34 @@ fn with_log(cmd: &mut Command, log: &std::path::Path) -> Result<(), RuntimeError
 
 /// A board daemon: `/bin/sh -c command` in its own process group, output appended to `log`,
 /// signals reset, nothing else inherited. Returns its pid; the loop reaps it.
+///
+/// It dies with Tern: nothing else finds it again after a crash, and the next start would
+/// run a second copy beside it (an orderly stop, reboots included, stops it first).
 pub fn spawn_daemon(command: &str, log: &std::path::Path) -> Result<Pid, RuntimeError> {
     let mut cmd = Command::new("/bin/sh");
     cmd.args(["-c", command]);
     with_log(&mut cmd, log)?;
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: the hook only makes system calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || die_with_parent(parent));
+    }
     start(cmd, &format!("spawn daemon {command:?}"))
+}
+
+/// Between fork and exec: SIGKILL when the process `parent` (this one's parent) dies.
+///
+/// # Safety
+/// Only between fork and exec, or in a cloned child: it makes system calls and nothing else.
+pub(super) unsafe fn die_with_parent(parent: libc::pid_t) -> std::io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // The parent may have died before the prctl took effect: then it never will fire.
+    // SAFETY: getppid and _exit take no pointers.
+    if unsafe { libc::getppid() } != parent {
+        unsafe { libc::_exit(1) };
+    }
+    Ok(())
 }
