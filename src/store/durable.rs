@@ -4,12 +4,13 @@
 //! fsync the way ext4 does. Every temp name starts with [`TMP_PREFIX`] so start-up can find
 //! and remove what a crash left behind.
 
-use super::crash_points;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::crash_points;
 
 /// Prefix of every temporary file or directory the store creates.
 pub const TMP_PREFIX: &str = ".tmp-";
@@ -57,11 +58,7 @@ pub fn write_atomic(target: &Path, data: &[u8]) -> io::Result<()> {
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
-        crash_points::reached("before publishing", target);
-        fs::rename(&tmp, target)?;
-        fsync_dir(parent_of(target))?;
-        crash_points::reached("published", target);
-        Ok(())
+        commit_temp(&tmp, target)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
