@@ -13,7 +13,7 @@ use crate::engine::Supervisor;
 use crate::engine::update::Update;
 use crate::logger;
 use crate::reactor::updates::{commit_delay, decide_boot, load_state, supervisor_options};
-use crate::reactor::{Exit, Fleet, Reactor, bind_control_socket, v1_listener};
+use crate::reactor::{Containers, Exit, Reactor, bind_control_socket, v1_listener};
 use crate::runtime::from_revision::Host;
 use crate::runtime::power::{Power, power};
 use crate::runtime::{ModeRequest, PvPaths};
@@ -281,7 +281,7 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     api.load_v1_key();
     api.forced_unhealthy = api.config.get("TERN_TEST_UNHEALTHY").map(str::to_string);
     host.env = api.v1_env("");
-    let fleet = Fleet::new(host);
+    let containers = Containers::new(host);
     api.apply_meta_overrides();
     api.daemons = crate::reactor::daemons_from_config(&api.config);
     boot_revision(&mut api);
@@ -292,7 +292,7 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     api.rebuild_meta_views();
     let reload_opts = opts.clone();
     let reload = Box::new(move || load_config(&reload_opts));
-    let mut reactor = match Reactor::new(listener, v1, socket.clone(), api, reload, fleet) {
+    let mut reactor = match Reactor::new(listener, v1, socket.clone(), api, reload, containers) {
         Ok(r) => r,
         Err(e) => {
             log::error!("daemon: cannot start the loop: {e}");

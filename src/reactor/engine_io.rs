@@ -1,9 +1,9 @@
 //! Feeding the engine and carrying out what it says: events in, actions executed (through
-//! the container executor, the driver gate, the revision machine), deadlines of the fleet.
+//! the container executor, the driver gate, the revision machine), deadlines of the containers.
 
 use std::time::Instant;
 
-use super::fleet::{Effects, FleetDue};
+use super::containers::{ContainerDue, Effects};
 use super::{Due, Reactor};
 use crate::engine::{Action, Event, TimerKind};
 
@@ -66,10 +66,10 @@ impl Reactor {
                 return;
             };
             let mut fx = Effects::default();
-            self.fleet
+            self.containers
                 .execute(action, run, self.poll.registry(), now, &mut fx);
             for (at, due) in fx.deadlines {
-                self.deadlines.push(at, Due::Fleet(due));
+                self.deadlines.push(at, Due::Containers(due));
             }
             for event in fx.events {
                 queue.extend(run.supervisor.handle(event, now));
@@ -100,47 +100,50 @@ impl Reactor {
         }
         // A regenerated key reaches containers started from now on (balena: at the next
         // recreation).
-        self.fleet.set_env(self.api.v1_env(""));
+        self.containers.set_env(self.api.v1_env(""));
     }
 
     pub(super) fn pump(&mut self, container: usize, now: Instant) {
         let mut fx = Effects::default();
-        self.fleet
+        self.containers
             .pump(container, self.poll.registry(), now, &mut fx);
         self.push_effects(fx, now);
     }
 
     pub(super) fn push_effects(&mut self, fx: Effects, now: Instant) {
         for (at, due) in fx.deadlines {
-            self.deadlines.push(at, Due::Fleet(due));
+            self.deadlines.push(at, Due::Containers(due));
         }
         for event in fx.events {
             self.feed(event, now);
         }
     }
 
-    pub(super) fn fleet_due(&mut self, due: FleetDue, now: Instant) {
+    pub(super) fn container_due(&mut self, due: ContainerDue, now: Instant) {
         let mut fx = Effects::default();
         match due {
-            FleetDue::Timer {
+            ContainerDue::Timer {
                 container,
                 kind,
                 generation,
             } => {
-                if !self.fleet.timer_is_current(container, kind, generation) {
+                if !self
+                    .containers
+                    .timer_is_current(container, kind, generation)
+                {
                     return;
                 }
-                let name = self.fleet.name(container).map(str::to_string);
+                let name = self.containers.name(container).map(str::to_string);
                 if let (Some(container), Some(&kind)) = (name, TimerKind::ALL.get(kind)) {
                     fx.events.push(Event::Timer { container, kind });
                 }
             }
-            FleetDue::Teardown { container } => {
-                self.fleet
+            ContainerDue::Teardown { container } => {
+                self.containers
                     .try_teardown(container, self.poll.registry(), now, &mut fx)
             }
-            FleetDue::Pump { container } => {
-                self.fleet
+            ContainerDue::Pump { container } => {
+                self.containers
                     .pump(container, self.poll.registry(), now, &mut fx)
             }
         }

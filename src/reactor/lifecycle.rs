@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
-use super::fleet::Effects;
-use super::{Due, Exit, Fleet, Reactor, max_conns_from, timeouts_from};
+use super::containers::Effects;
+use super::{Containers, Due, Exit, Reactor, max_conns_from, timeouts_from};
 use crate::config::Config;
 use crate::engine::{Event, ExitStatus};
 
@@ -26,10 +26,10 @@ impl Reactor {
         let grace = Duration::from_secs(self.api.config.get_u64("TERN_STOP_GRACE"));
         self.deadlines
             .push(now + grace + Duration::from_secs(1), Due::ShutdownGrace);
-        if matches!(self.fleet.exit, Some(Exit::Reboot(_))) {
+        if matches!(self.containers.exit, Some(Exit::Reboot(_))) {
             // A reboot does not wait for graceful stops.
             let mut fx = Effects::default();
-            self.fleet.kill_all(self.poll.registry(), now, &mut fx);
+            self.containers.kill_all(self.poll.registry(), now, &mut fx);
             self.push_effects(fx, now);
         }
     }
@@ -40,7 +40,7 @@ impl Reactor {
                 Signal::SIGCHLD => self.reap_children(now),
                 Signal::SIGTERM | Signal::SIGINT => {
                     log::info!("daemon: {sig} received, shutting down");
-                    self.fleet.exit.get_or_insert(Exit::Signal);
+                    self.containers.exit.get_or_insert(Exit::Signal);
                 }
                 Signal::SIGHUP => self.reload_config(),
                 _ => {}
@@ -57,7 +57,7 @@ impl Reactor {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(status) => {
                     log::debug!("daemon: reaped {status:?}");
-                    if let Some((pid, status)) = Fleet::exited(status)
+                    if let Some((pid, status)) = Containers::exited(status)
                         && !self.driver_exited(pid, status == ExitStatus::Code(0), now)
                         && !self.daemon_exited(pid, now)
                     {
@@ -67,8 +67,8 @@ impl Reactor {
             }
         }
         let mut fx = Effects::default();
-        for i in self.fleet.stopping() {
-            self.fleet
+        for i in self.containers.stopping() {
+            self.containers
                 .try_teardown(i, self.poll.registry(), now, &mut fx);
         }
         self.push_effects(fx, now);

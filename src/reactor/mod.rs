@@ -5,11 +5,11 @@
 //! non-blocking, signals arrive as readable events, and the only waiting is in `poll`.
 
 mod conn;
+mod containers;
 mod daemons;
 mod deadlines;
 mod drivers;
 mod engine_io;
-mod fleet;
 mod lifecycle;
 pub mod signals;
 mod stream;
@@ -17,8 +17,8 @@ pub mod updates;
 mod v1;
 mod xconnect;
 
+pub use containers::{Containers, Exit};
 pub use daemons::from_config as daemons_from_config;
-pub use fleet::{Exit, Fleet};
 
 use std::io;
 use std::os::fd::AsFd;
@@ -33,8 +33,8 @@ use crate::api::{Api, Caller};
 use crate::config::Config;
 use crate::http::{Limits, Response, Version};
 use conn::{Conn, Status, Timeouts};
+use containers::{CONSOLE_BASE, ContainerDue, Effects};
 use deadlines::Deadlines;
-use fleet::{CONSOLE_BASE, Effects, FleetDue};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -53,7 +53,7 @@ enum Due {
     /// triggered: without a retry, clients already queued would wait for the next newcomer).
     Accept,
     /// Something the container executor asked for.
-    Fleet(FleetDue),
+    Containers(ContainerDue),
     /// Containers had their grace to stop on shutdown; kill what is left.
     ShutdownGrace,
     /// The commit delay (or a stability re-check) of the update being tried.
@@ -88,7 +88,7 @@ pub struct Reactor {
     max_conns: usize,
     timeouts: Timeouts,
     reload: Reload,
-    fleet: Fleet,
+    containers: Containers,
     /// The listener is closed and the loop ends once every container is down.
     shutting_down: bool,
     /// A non-reboot transition waiting for its containers to stop.
@@ -147,7 +147,7 @@ impl Reactor {
         socket_path: PathBuf,
         api: Api,
         reload: Reload,
-        fleet: Fleet,
+        containers: Containers,
     ) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         if let Some(l) = v1.as_mut() {
@@ -178,7 +178,7 @@ impl Reactor {
             max_conns,
             timeouts,
             reload,
-            fleet,
+            containers,
             shutting_down: false,
             pending: None,
             failures: Vec::new(),
@@ -196,11 +196,11 @@ impl Reactor {
     pub fn run(&mut self) -> io::Result<Exit> {
         let mut events = Events::with_capacity(64);
         loop {
-            if let Some(exit) = self.fleet.exit.clone() {
+            if let Some(exit) = self.containers.exit.clone() {
                 if !self.shutting_down {
                     self.begin_shutdown(Instant::now());
                 }
-                if self.fleet.is_empty() {
+                if self.containers.is_empty() {
                     self.finish_shutdown();
                     return Ok(exit);
                 }
@@ -390,7 +390,7 @@ impl Reactor {
                 }
                 Due::Accept if !self.shutting_down => self.accept_all(now),
                 Due::Accept => {}
-                Due::Fleet(due) => self.fleet_due(due, now),
+                Due::Containers(due) => self.container_due(due, now),
                 Due::Commit { generation } => self.commit_due(generation, now),
                 Due::Daemon { index } => self.daemon_due(index, now),
                 Due::Xconnect if !self.shutting_down => self.reconcile_xconnect(false),
@@ -399,7 +399,7 @@ impl Reactor {
                 Due::LockedRun => self.locked_run_due(now),
                 Due::ShutdownGrace => {
                     let mut fx = Effects::default();
-                    self.fleet.kill_all(self.poll.registry(), now, &mut fx);
+                    self.containers.kill_all(self.poll.registry(), now, &mut fx);
                     self.push_effects(fx, now);
                 }
             }
@@ -413,7 +413,7 @@ impl Reactor {
                     .get(*slot)
                     .is_some_and(|s| s.generation == *generation && s.conn.is_some()),
                 Due::Accept
-                | Due::Fleet(_)
+                | Due::Containers(_)
                 | Due::ShutdownGrace
                 | Due::Commit { .. }
                 | Due::Daemon { .. }

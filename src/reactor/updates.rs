@@ -93,11 +93,11 @@ impl Reactor {
             // The payload is the message the reboot or power-off is logged with.
             Op::RebootDevice => {
                 let why = or_default(cmd.payload, "reboot requested");
-                self.fleet.exit.get_or_insert(Exit::Reboot(why));
+                self.containers.exit.get_or_insert(Exit::Reboot(why));
             }
             Op::PoweroffDevice => {
                 let why = or_default(cmd.payload, "poweroff requested");
-                self.fleet.exit.get_or_insert(Exit::Poweroff(why));
+                self.containers.exit.get_or_insert(Exit::Poweroff(why));
             }
             Op::RunGc => match crate::api::gc::collect(&self.api) {
                 Ok(done) => log::info!("gc: reclaimed {} bytes", done.bytes),
@@ -261,7 +261,7 @@ impl Reactor {
         // Refuse further update commands while going down.
         let delay = commit_delay(&self.api.config);
         self.api.update = Some(Update::new(rev, true, once, delay));
-        self.fleet
+        self.containers
             .exit
             .get_or_insert(Exit::Reboot(format!("update to {rev}")));
     }
@@ -323,7 +323,7 @@ impl Reactor {
     /// One round; true when something changed and another look is worth it.
     fn check_once(&mut self, now: Instant) -> bool {
         // Going down (reboot path, rollback, shutdown): nothing more to decide here.
-        if self.fleet.exit.is_some() {
+        if self.containers.exit.is_some() {
             return false;
         }
         if let Some(reason) = self.failures.pop() {
@@ -477,7 +477,7 @@ impl Reactor {
         if let Err(e) = store.save(&env) {
             log::error!("update {rev}: cannot record the rollback: {e}");
         }
-        self.fleet
+        self.containers
             .exit
             .get_or_insert(Exit::Reboot(format!("rollback from {rev}")));
     }

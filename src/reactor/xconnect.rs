@@ -276,13 +276,13 @@ impl Reactor {
         let Some(run) = self.api.running.as_ref() else {
             return;
         };
-        let fleet = &self.fleet;
+        let containers = &self.containers;
         let mut not_ready = false;
         // A pid whose file system is the container's own: an isolated init still on the
         // host's root (between clone and pivot_root) would have the socket land on the host.
         let mut ready_pid = |n: &str| {
             let pid = run.supervisor.container(n).and_then(|c| c.pid)?;
-            if fleet.mode_of(n) == Some(crate::runtime::Mode::Isolated) && !own_root(pid) {
+            if containers.mode_of(n) == Some(crate::runtime::Mode::Isolated) && !own_root(pid) {
                 not_ready = true;
                 return None;
             }

@@ -30,9 +30,9 @@ pub const TEARDOWN_RETRY: Duration = Duration::from_millis(20);
 /// After this many retries the teardown goes ahead lazily.
 const TEARDOWN_TRIES: u32 = 100;
 
-/// A deadline the fleet asked for.
+/// A deadline the containers asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum FleetDue {
+pub enum ContainerDue {
     Timer {
         container: usize,
         kind: usize,
@@ -68,7 +68,7 @@ pub enum Exit {
     Poweroff(String),
 }
 
-pub struct Fleet {
+pub struct Containers {
     host: Host,
     live: HashMap<usize, Live>,
     timer_generation: Vec<[u64; 4]>,
@@ -81,12 +81,12 @@ pub struct Fleet {
 #[derive(Default)]
 pub struct Effects {
     pub events: Vec<Event>,
-    pub deadlines: Vec<(Instant, FleetDue)>,
+    pub deadlines: Vec<(Instant, ContainerDue)>,
 }
 
-impl Fleet {
-    pub fn new(host: Host) -> Fleet {
-        Fleet {
+impl Containers {
+    pub fn new(host: Host) -> Containers {
+        Containers {
             host,
             live: HashMap::new(),
             timer_generation: Vec::new(),
@@ -177,7 +177,7 @@ impl Fleet {
                 let generation = self.bump(i, kind);
                 fx.deadlines.push((
                     at,
-                    FleetDue::Timer {
+                    ContainerDue::Timer {
                         container: i,
                         kind: kind.index(),
                         generation,
@@ -303,8 +303,10 @@ impl Fleet {
         if !empty && live.teardown_tries < TEARDOWN_TRIES {
             live.teardown_tries += 1;
             let _ = live.launched.kill_all();
-            fx.deadlines
-                .push((now + TEARDOWN_RETRY, FleetDue::Teardown { container: i }));
+            fx.deadlines.push((
+                now + TEARDOWN_RETRY,
+                ContainerDue::Teardown { container: i },
+            ));
             return;
         }
         if let Some(mut live) = self.live.remove(&i) {
@@ -346,7 +348,8 @@ impl Fleet {
             }
         }
         // Edge-triggered: no new readiness comes for bytes already there, so come back.
-        fx.deadlines.push((now, FleetDue::Pump { container: i }));
+        fx.deadlines
+            .push((now, ContainerDue::Pump { container: i }));
     }
 
     /// How container `name` runs, while it does.
