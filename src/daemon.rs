@@ -6,9 +6,10 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::api::{Api, Running};
+use crate::api::Api;
 use crate::cli::DaemonOpts;
 use crate::config::{Config, LoadOptions};
+use crate::device::Running;
 use crate::engine::Supervisor;
 use crate::engine::update::Update;
 use crate::logger;
@@ -27,7 +28,7 @@ fn load_revision(api: &Api, rev: &str) -> Result<Running, String> {
     for w in &state.warnings {
         log::warn!("revision {rev}: {w}");
     }
-    let supervisor = Supervisor::new(&state, supervisor_options(&api.config));
+    let supervisor = Supervisor::new(&state, supervisor_options(&api.device.config));
     Ok(Running {
         rev: rev.to_string(),
         state,
@@ -40,9 +41,9 @@ fn load_revision(api: &Api, rev: &str) -> Result<Running, String> {
 /// when a try was started before and never committed, the committed one again with the try
 /// marked failed.
 fn boot_revision(api: &mut Api) {
-    let trails = &api.storage.trails;
+    let trails = &api.device.storage.trails;
     let current = trails.current().unwrap_or_else(|| "0".into());
-    let store = BootStore::new(api.storage.root());
+    let store = BootStore::new(api.device.storage.root());
     let (boot, env) = decide_boot(&store, &current);
     let (rev, trying) = match boot {
         Boot::Committed(rev) => {
@@ -76,7 +77,7 @@ fn boot_revision(api: &mut Api) {
         // A try that cannot even be parsed fails at once; the committed revision runs.
         log::error!("boot: {e}");
         let p = Progress::new("ERROR", "Internal error", 100);
-        let _ = api.storage.trails.write_progress(t, &p);
+        let _ = api.device.storage.trails.write_progress(t, &p);
         let mut back = env.clone();
         back.try_rev = None;
         back.tried = false;
@@ -86,21 +87,26 @@ fn boot_revision(api: &mut Api) {
     match running {
         Ok(mut run) => {
             // Rewritten only when it changes: most starts leave the link alone.
-            if api.storage.trails.current().as_deref() != Some(run.rev.as_str())
-                && let Err(e) = api.storage.trails.set_current(&run.rev)
+            if api.device.storage.trails.current().as_deref() != Some(run.rev.as_str())
+                && let Err(e) = api.device.storage.trails.set_current(&run.rev)
             {
                 log::error!("boot: cannot point trails/current at {}: {e}", run.rev);
             }
             if let Some(t) = trying.filter(|t| *t == run.rev) {
                 run.supervisor.set_updating(true);
                 let p = Update::trying();
-                if let Err(e) = api.storage.trails.write_progress(&t, &p) {
+                if let Err(e) = api.device.storage.trails.write_progress(&t, &p) {
                     log::error!("boot: cannot write the progress of {t}: {e}");
                 }
                 log::info!("update {t}: {} {}", p.status, p.status_msg);
-                api.update = Some(Update::new(&t, true, env.once, commit_delay(&api.config)));
+                api.device.update = Some(Update::new(
+                    &t,
+                    true,
+                    env.once,
+                    commit_delay(&api.device.config),
+                ));
             }
-            api.running = Some(run);
+            api.device.running = Some(run);
         }
         // Serve the API anyway, so the device can still be inspected and repaired.
         Err(e) => log::error!("daemon: {e}; no container runs"),
@@ -277,15 +283,20 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     if swept > 0 {
         log::warn!("daemon: cleaned up {swept} leftover(s) of a previous run");
     }
-    let mut api = Api::new(storage, config, Instant::now());
+    let mut api = Api::new(crate::device::Device::new(storage, config, Instant::now()));
     api.load_v1_key();
-    api.forced_unhealthy = api.config.get("TERN_TEST_UNHEALTHY").map(str::to_string);
+    api.forced_unhealthy = api
+        .device
+        .config
+        .get("TERN_TEST_UNHEALTHY")
+        .map(str::to_string);
     host.env = api.v1_env("");
     let containers = Containers::new(host);
     api.apply_meta_overrides();
-    api.daemons = crate::reactor::daemons_from_config(&api.config);
+    api.daemons = crate::reactor::daemons_from_config(&api.device.config);
     boot_revision(&mut api);
     let revision = api
+        .device
         .running
         .as_ref()
         .map_or("none".into(), |r| r.rev.clone());

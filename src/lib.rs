@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod device;
 pub mod engine;
 pub mod http;
 pub mod logger;

@@ -109,13 +109,13 @@ pub fn post(api: &mut Api, body: &[u8]) -> Result<Response, ApiError> {
             "600",
         ));
     }
-    if cmd.op == Op::GoRemote && !api.config.get_bool("PV_CONTROL_REMOTE") {
+    if cmd.op == Op::GoRemote && !api.device.config.get_bool("PV_CONTROL_REMOTE") {
         return Err(ApiError::new(
             409,
             "Cannot do this operation when remote mode is disabled by config",
         ));
     }
-    if cmd.op == Op::DeferReboot && !api.config.get_bool("PV_DEBUG_SHELL") {
+    if cmd.op == Op::DeferReboot && !api.device.config.get_bool("PV_DEBUG_SHELL") {
         return Err(ApiError::new(
             409,
             "Cannot do this operation when debug shell is not active",

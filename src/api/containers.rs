@@ -24,6 +24,7 @@ pub fn check_mgmt(api: &Api, owner: &Owner) -> Result<(), ApiError> {
         return Ok(());
     };
     let container = api
+        .device
         .running
         .as_ref()
         .and_then(|r| r.state.containers.iter().find(|c| &c.name == name));
@@ -37,7 +38,8 @@ pub fn check_mgmt(api: &Api, owner: &Owner) -> Result<(), ApiError> {
 }
 
 fn running(api: &Api) -> Result<&Running, ApiError> {
-    api.running
+    api.device
+        .running
         .as_ref()
         .ok_or_else(|| ApiError::new(500, NOT_LOADED))
 }
@@ -55,6 +57,7 @@ pub fn groups(api: &Api) -> Result<Response, ApiError> {
 
 pub fn put(api: &mut Api, name: &str, body: &[u8]) -> Result<Response, ApiError> {
     let run = api
+        .device
         .running
         .as_mut()
         .ok_or_else(|| ApiError::new(500, NOT_LOADED))?;
@@ -73,6 +76,7 @@ pub fn signal(api: &mut Api, owner: &Owner, body: &[u8]) -> Result<Response, Api
         .and_then(|v| v.get("type")?.as_str().map(str::to_string))
         .ok_or_else(|| ApiError::bad_request("Signal has bad format"))?;
     let run = api
+        .device
         .running
         .as_mut()
         .ok_or_else(|| ApiError::new(500, NOT_LOADED))?;

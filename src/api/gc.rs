@@ -12,19 +12,19 @@ use crate::store::gc;
 /// The revisions a collection must keep.
 pub fn keep_set(api: &Api) -> BTreeSet<String> {
     let mut keep = BTreeSet::new();
-    if let Some(r) = &api.running {
+    if let Some(r) = &api.device.running {
         keep.insert(r.rev.clone());
     }
-    if let Some(current) = api.storage.trails.current() {
+    if let Some(current) = api.device.storage.trails.current() {
         keep.insert(current);
     }
-    if let Some(u) = &api.update {
+    if let Some(u) = &api.device.update {
         keep.insert(u.rev.clone());
     }
-    let env = BootStore::new(api.storage.root()).load("0");
+    let env = BootStore::new(api.device.storage.root()).load("0");
     keep.insert(env.rev);
     keep.extend(env.try_rev);
-    if api.config.get_bool("PV_STORAGE_GC_KEEP_FACTORY") {
+    if api.device.config.get_bool("PV_STORAGE_GC_KEEP_FACTORY") {
         keep.insert("0".into());
     }
     keep
@@ -32,8 +32,14 @@ pub fn keep_set(api: &Api) -> BTreeSet<String> {
 
 /// Collect now; the number of bytes freed.
 pub fn collect(api: &Api) -> Result<gc::Collected, String> {
-    let grace = std::time::Duration::from_secs(api.config.get_u64("TERN_GC_GRACE"));
-    gc::collect(&api.storage, &keep_set(api), SystemTime::now(), grace).map_err(|e| e.to_string())
+    let grace = std::time::Duration::from_secs(api.device.config.get_u64("TERN_GC_GRACE"));
+    gc::collect(
+        &api.device.storage,
+        &keep_set(api),
+        SystemTime::now(),
+        grace,
+    )
+    .map_err(|e| e.to_string())
 }
 
 pub fn run(api: &mut Api) -> Result<Response, ApiError> {

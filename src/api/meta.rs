@@ -24,8 +24,8 @@ const OWN_KEYS: [&str; 9] = [
 
 fn store(api: &mut Api, kind: MetaKind) -> &mut MetaStore {
     match kind {
-        MetaKind::User => &mut api.storage.user_meta,
-        MetaKind::Device => &mut api.storage.device_meta,
+        MetaKind::User => &mut api.device.storage.user_meta,
+        MetaKind::Device => &mut api.device.storage.device_meta,
     }
 }
 
@@ -33,7 +33,7 @@ fn store(api: &mut Api, kind: MetaKind) -> &mut MetaStore {
 /// the `metadata` level, as in Pantavisor; keys that cannot change at run time stay as they are.
 pub(super) fn config_override(api: &mut Api, key: &str, value: Option<&str>) {
     if crate::config::is_key(key)
-        && let Err(e) = api.config.set_override(key, value, Level::Metadata)
+        && let Err(e) = api.device.config.set_override(key, value, Level::Metadata)
     {
         log::warn!("meta: user-meta {key} does not override the configuration: {e}");
     }
@@ -41,20 +41,26 @@ pub(super) fn config_override(api: &mut Api, key: &str, value: Option<&str>) {
 
 fn view(api: &Api, kind: MetaKind) -> &MetaView {
     match kind {
-        MetaKind::User => &api.user_view,
-        MetaKind::Device => &api.device_view,
+        MetaKind::User => &api.device.user_view,
+        MetaKind::Device => &api.device.device_view,
     }
 }
 
 pub(super) fn own_device_meta(api: &Api) -> Vec<(&'static str, String)> {
-    let revision = api.storage.trails.current().unwrap_or_else(|| "0".into());
+    let revision = api
+        .device
+        .storage
+        .trails
+        .current()
+        .unwrap_or_else(|| "0".into());
     let mode = if api.remote_mode() { "remote" } else { "local" };
-    let reserved = api.config.get_u64("PV_STORAGE_GC_RESERVED");
+    let reserved = api.device.config.get_u64("PV_STORAGE_GC_RESERVED");
     vec![
         // The lowest group status; a revision with no containers is READY at once.
         (
             "pantavisor.status",
-            api.running
+            api.device
+                .running
                 .as_ref()
                 .map_or("READY", |r| r.supervisor.revision_status().as_str())
                 .into(),
@@ -71,7 +77,7 @@ pub(super) fn own_device_meta(api: &Api) -> Vec<(&'static str, String)> {
         ("pantavisor.uname", sysinfo::uname_json()),
         (
             "storage",
-            sysinfo::storage_json(api.storage.root(), reserved),
+            sysinfo::storage_json(api.device.storage.root(), reserved),
         ),
     ]
 }
@@ -79,7 +85,8 @@ pub(super) fn own_device_meta(api: &Api) -> Vec<(&'static str, String)> {
 pub fn list(api: &Api, kind: MetaKind) -> Response {
     let body = match kind {
         MetaKind::User => render_meta(
-            api.storage
+            api.device
+                .storage
                 .user_meta
                 .entries()
                 .iter()
@@ -88,6 +95,7 @@ pub fn list(api: &Api, kind: MetaKind) -> Response {
         MetaKind::Device => {
             let own = own_device_meta(api);
             let stored = api
+                .device
                 .storage
                 .device_meta
                 .entries()

@@ -18,21 +18,15 @@ mod sink;
 mod steps;
 pub mod v1;
 
-use std::time::Instant;
-
 pub use caller::{Owner, identify, owner_from_cgroup};
 pub use error::ApiError;
 pub use route::{MetaKind, Route, route};
 pub use sink::{Sink, SinkError};
 
-use crate::config::Config;
+pub use crate::device::{Device, Running};
+use crate::engine::Action;
 use crate::engine::daemons::{DaemonAction, Daemons};
-use crate::engine::update::Update;
-use crate::engine::{Action, Supervisor};
 use crate::http::{RequestHead, Response};
-use crate::spec::State;
-use crate::store::Storage;
-use crate::store::meta_view::MetaView;
 
 /// Largest state JSON accepted by `PUT /steps/locals/X`.
 pub const MAX_STATE_BYTES: u64 = 1024 * 1024;
@@ -53,13 +47,6 @@ pub struct Caller {
     pub v1: bool,
 }
 
-/// The revision being run: its parsed state and the machines of its containers.
-pub struct Running {
-    pub rev: String,
-    pub state: State,
-    pub supervisor: Supervisor,
-}
-
 /// What to do with a request once its head is known.
 pub enum Plan {
     /// Answer now; the body, if any, is not wanted.
@@ -69,22 +56,12 @@ pub enum Plan {
 }
 
 pub struct Api {
-    pub storage: Storage,
-    pub config: Config,
-    pub started: Instant,
-    /// `None` until the current revision is loaded (or when it could not be).
-    pub running: Option<Running>,
+    /// The device the handlers act on, shared with the hub client and the reactor.
+    pub device: Device,
     /// What handlers asked the engine to do; the reactor drains it after every request.
     pub actions: Vec<Action>,
-    /// Metadata as files in the run dir, for containers.
-    pub user_view: MetaView,
-    pub device_view: MetaView,
-    /// The update being tried, from its transition to its commit or rollback.
-    pub update: Option<Update>,
     /// The single command slot of `POST /commands`; the reactor empties it.
     pub command: Option<commands::Command>,
-    /// GO_REMOTE was accepted.
-    pub go_remote: bool,
     /// The board's helper daemons; what handlers asked of them waits in `daemon_actions`.
     pub daemons: Daemons,
     pub daemon_actions: Vec<DaemonAction>,
@@ -101,19 +78,11 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(storage: Storage, config: Config, started: Instant) -> Api {
-        let run_dir = config.rundir();
+    pub fn new(device: Device) -> Api {
         Api {
-            storage,
-            config,
-            started,
-            running: None,
+            device,
             actions: Vec::new(),
-            user_view: MetaView::new(&run_dir, "user-meta"),
-            device_view: MetaView::new(&run_dir, "device-meta"),
-            update: None,
             command: None,
-            go_remote: false,
             daemons: Daemons::default(),
             daemon_actions: Vec::new(),
             drivers: Default::default(),
@@ -124,27 +93,20 @@ impl Api {
         }
     }
 
-    /// Remote mode unless the config disables it or a local revision runs (Pantavisor's rule;
-    /// `PV_CONTROL_REMOTE_ALWAYS` keeps it remote anyway), or GO_REMOTE was accepted.
+    /// Remote mode (see [`Device::remote_mode`]).
     pub fn remote_mode(&self) -> bool {
-        let running_local = self
-            .running
-            .as_ref()
-            .is_some_and(|r| r.rev.starts_with("locals/"));
-        self.go_remote
-            || (self.config.get_bool("PV_CONTROL_REMOTE")
-                && (!running_local || self.config.get_bool("PV_CONTROL_REMOTE_ALWAYS")))
+        self.device.remote_mode()
     }
 
     /// An update is between its transition and its commit or rollback.
     pub fn update_in_progress(&self) -> bool {
-        self.update.is_some()
+        self.device.update.is_some()
     }
 
     /// User metadata named after configuration keys overrides them (at start, and again
     /// after a SIGHUP reload built a fresh configuration).
     pub fn apply_meta_overrides(&mut self) {
-        let entries: Vec<(String, String)> = self.storage.user_meta.entries().to_vec();
+        let entries: Vec<(String, String)> = self.device.storage.user_meta.entries().to_vec();
         for (k, v) in entries {
             meta::config_override(self, &k, Some(&v));
         }
@@ -153,25 +115,25 @@ impl Api {
     /// Write every metadata key into the run dir views (at start, and when the supervisor's
     /// own device keys change).
     pub fn rebuild_meta_views(&self) {
-        let user = self.storage.user_meta.entries();
+        let user = self.device.storage.user_meta.entries();
         let user = user.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        if let Err(e) = self.user_view.rebuild(user) {
+        if let Err(e) = self.device.user_view.rebuild(user) {
             log::warn!("meta: cannot write the user-meta view: {e}");
         }
         let own = meta::own_device_meta(self);
-        let stored = self.storage.device_meta.entries();
+        let stored = self.device.storage.device_meta.entries();
         let device = stored
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .chain(own.iter().map(|(k, v)| (*k, v.as_str())));
-        if let Err(e) = self.device_view.rebuild(device) {
+        if let Err(e) = self.device.device_view.rebuild(device) {
             log::warn!("meta: cannot write the device-meta view: {e}");
         }
     }
 
     /// Who a peer is: the host, or a container of the running revision.
     pub fn identify(&self, pid: i32) -> Owner {
-        let Some(run) = &self.running else {
+        let Some(run) = &self.device.running else {
             return caller::identify(pid, |_| None);
         };
         caller::identify(pid, |p| {
@@ -241,7 +203,7 @@ impl Api {
             Route::ObjectsList => objects::list(self),
             Route::ObjectGet(sha) => objects::get(self, &sha),
             Route::ObjectPut(_) => objects::finish_put(sink),
-            Route::StepsList => Ok(Response::json(200, self.storage.trails.steps_json())),
+            Route::StepsList => Ok(Response::json(200, self.device.storage.trails.steps_json())),
             Route::StepGet(rev) => steps::get(self, &rev),
             Route::StepPut(rev) => steps::finish_put(self, &rev, sink),
             Route::ProgressGet(rev) => steps::progress(self, &rev),
@@ -250,8 +212,8 @@ impl Api {
             Route::MetaPut(kind, key) => meta::put(self, kind, &key, sink),
             Route::MetaDelete(kind, key) => meta::delete(self, kind, &key),
             Route::BuildInfo => Ok(info::buildinfo()),
-            Route::Config => Ok(Response::json(200, self.config.config_json())),
-            Route::Config2 => Ok(Response::json(200, self.config.config2_json())),
+            Route::Config => Ok(Response::json(200, self.device.config.config_json())),
+            Route::Config2 => Ok(Response::json(200, self.device.config.config2_json())),
             Route::ContainersList => containers::list(self),
             Route::ContainerPut(name) => containers::put(self, &name, memory_body(&sink)),
             Route::GroupsList => containers::groups(self),
@@ -305,7 +267,7 @@ fn daemon_put(api: &mut Api, name: &str, body: &[u8]) -> Result<Response, ApiErr
 /// `GET /xconnect-graph`: every link with the pids of the moment.
 fn xconnect_graph(api: &Api) -> String {
     use crate::engine::xconnect;
-    match &api.running {
+    match &api.device.running {
         Some(run) => xconnect::json(&xconnect::graph(&run.state), |n| {
             run.supervisor.container(n).and_then(|c| c.pid)
         }),
@@ -315,7 +277,7 @@ fn xconnect_graph(api: &Api) -> String {
 
 /// The caller's drivers (a container's; the host has none).
 fn caller_drivers(api: &Api, owner: &Owner) -> Vec<(String, crate::engine::drivers::Kind)> {
-    match (owner, &api.running) {
+    match (owner, &api.device.running) {
         (Owner::Container(name), Some(run)) => {
             crate::engine::drivers::of_container(&run.state, name)
         }

@@ -9,7 +9,12 @@ use crate::store::objects::UploadError;
 use crate::sysinfo;
 
 pub fn list(api: &Api) -> Result<Response, ApiError> {
-    let objects = api.storage.objects.list().map_err(ApiError::internal)?;
+    let objects = api
+        .device
+        .storage
+        .objects
+        .list()
+        .map_err(ApiError::internal)?;
     let mut body = String::from("[");
     for (i, o) in objects.iter().enumerate() {
         if i > 0 {
@@ -25,6 +30,7 @@ pub fn list(api: &Api) -> Result<Response, ApiError> {
 pub fn get(api: &Api, sha: &str) -> Result<Response, ApiError> {
     // Pantavisor answers a missing object with the bad-name 400, not 404; scripts rely on it.
     let file = api
+        .device
         .storage
         .objects
         .open(sha)
@@ -33,11 +39,11 @@ pub fn get(api: &Api, sha: &str) -> Result<Response, ApiError> {
 }
 
 pub fn plan_put(api: &Api, sha: &str, declared: Option<u64>) -> Result<Sink, Response> {
-    if api.storage.objects.exists(sha) {
+    if api.device.storage.objects.exists(sha) {
         // Re-upload of an object we hold: drain the body, answer 200.
         return Ok(Sink::Discard);
     }
-    if let (Some(len), Some(space)) = (declared, sysinfo::space(api.storage.objects.dir()))
+    if let (Some(len), Some(space)) = (declared, sysinfo::space(api.device.storage.objects.dir()))
         && len > space.free
     {
         log::warn!(
@@ -46,7 +52,7 @@ pub fn plan_put(api: &Api, sha: &str, declared: Option<u64>) -> Result<Sink, Res
         );
         return Err(ApiError::no_space().into_response().closing());
     }
-    match api.storage.objects.begin_upload(sha) {
+    match api.device.storage.objects.begin_upload(sha) {
         Ok(up) => Ok(Sink::Object(up)),
         Err(e) if crate::store::objects::is_no_space(&e) => {
             Err(ApiError::no_space().into_response().closing())

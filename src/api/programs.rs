@@ -49,7 +49,7 @@ fn entries(api: &Api) -> Vec<Entry> {
     let unix_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    if let Some(run) = &api.running {
+    if let Some(run) = &api.device.running {
         for c in run.supervisor.containers() {
             let wakeup = (c.status == CStatus::Recovering)
                 .then(|| c.timer(TimerKind::Retry))
@@ -163,7 +163,7 @@ pub fn handle(api: &mut Api, op: Op, sel: &Selector) -> Result<Response, ApiErro
                 _ => "start",
             };
             let body = json!({ "action": action }).to_string();
-            match api.running.as_mut() {
+            match api.device.running.as_mut() {
                 Some(run) => run
                     .supervisor
                     .api(&e.name, body.as_bytes(), Instant::now())

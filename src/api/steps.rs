@@ -6,7 +6,8 @@ use crate::spec;
 use crate::store::Progress;
 
 fn resolve(api: &Api, rev: &str) -> Result<String, ApiError> {
-    api.storage
+    api.device
+        .storage
         .trails
         .resolve(rev)
         .ok_or_else(ApiError::not_found)
@@ -15,6 +16,7 @@ fn resolve(api: &Api, rev: &str) -> Result<String, ApiError> {
 pub fn get(api: &Api, rev: &str) -> Result<Response, ApiError> {
     let rev = resolve(api, rev)?;
     let state = api
+        .device
         .storage
         .trails
         .read_state(&rev)
@@ -25,6 +27,7 @@ pub fn get(api: &Api, rev: &str) -> Result<Response, ApiError> {
 pub fn progress(api: &Api, rev: &str) -> Result<Response, ApiError> {
     let rev = resolve(api, rev)?;
     let p = api
+        .device
         .storage
         .trails
         .read_progress(&rev)
@@ -36,7 +39,7 @@ pub fn plan_put(api: &Api, declared: Option<u64>) -> Result<Sink, Response> {
     if declared.is_some_and(|n| n > MAX_STATE_BYTES) {
         return Err(super::too_large(MAX_STATE_BYTES).closing());
     }
-    let near = api.storage.trails.dir().join("upload");
+    let near = api.device.storage.trails.dir().join("upload");
     Sink::spool(near, MAX_STATE_BYTES).map_err(|e| ApiError::internal(e).into_response().closing())
 }
 
@@ -50,11 +53,12 @@ pub fn finish_put(api: &mut Api, rev: &str, sink: Sink) -> Result<Response, ApiE
         log::warn!("steps: refusing {rev}: {why}");
         return Err(ApiError::new(422, "Parser: State JSON has bad format"));
     }
-    if api.storage.trails.current().as_deref() == Some(rev) {
+    if api.device.storage.trails.current().as_deref() == Some(rev) {
         return Err(ApiError::new(409, "Cannot overwrite the running revision"));
     }
     let progress = Progress::new("NEW", "Update ready to be run", 0);
-    api.storage
+    api.device
+        .storage
         .trails
         .install(rev, &state, &progress)
         .map_err(|e| {
@@ -74,7 +78,8 @@ pub fn commitmsg(api: &Api, rev: &str, sink: Sink) -> Result<Response, ApiError>
         return Err(ApiError::bad_request("No commit message"));
     }
     let rev = resolve(api, rev)?;
-    api.storage
+    api.device
+        .storage
         .trails
         .write_commitmsg(&rev, msg)
         .map_err(ApiError::internal)?;

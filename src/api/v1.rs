@@ -191,7 +191,7 @@ fn body_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ()> {
 
 /// A container from an app id: its name, or its position in the revision (from 1).
 fn app(api: &Api, id: &str) -> Option<String> {
-    let run = api.running.as_ref()?;
+    let run = api.device.running.as_ref()?;
     let cs = &run.state.containers;
     if let Some(c) = cs.iter().find(|c| c.name == id) {
         return Some(c.name.clone());
@@ -209,7 +209,7 @@ fn app_of_body(body: &serde_json::Map<String, Value>) -> Option<String> {
 }
 
 fn lock_dir(api: &Api, name: &str) -> std::path::PathBuf {
-    api.config.rundir().join("locks").join(name)
+    api.device.config.rundir().join("locks").join(name)
 }
 
 const LOCK_FILES: [&str; 2] = ["updates.lock", "resin-updates.lock"];
@@ -272,6 +272,7 @@ pub fn complete(api: &mut Api, call: Call, body: &[u8]) -> Response {
         Call::Update => text(202, "Accepted"),
         Call::Reboot | Call::Shutdown => {
             let names: Vec<String> = api
+                .device
                 .running
                 .as_ref()
                 .map(|r| r.state.containers.iter().map(|c| c.name.clone()).collect())
@@ -312,7 +313,7 @@ pub fn complete(api: &mut Api, call: Call, body: &[u8]) -> Response {
             }
         }
         Call::TcpPing(on) => {
-            let path = api.storage.root().join("cache/tcp-ping");
+            let path = api.device.storage.root().join("cache/tcp-ping");
             let value: &[u8] = if on { b"1" } else { b"0" };
             match crate::store::durable::write_atomic(&path, value) {
                 Ok(()) => Response::empty(204),
@@ -332,6 +333,7 @@ pub fn complete(api: &mut Api, call: Call, body: &[u8]) -> Response {
                 return failed(423, &format!("Updates are locked by {name}"));
             }
             let rev = api
+                .device
                 .running
                 .as_ref()
                 .map_or(String::new(), |r| r.rev.clone());
@@ -374,7 +376,7 @@ fn unlocked_app(
 
 /// The engine's own rules apply (a `system` container refuses, as over pv-ctrl).
 fn container_action(api: &mut Api, name: &str, action: &str) -> Result<(), String> {
-    let run = api.running.as_mut().ok_or("State not loaded yet")?;
+    let run = api.device.running.as_mut().ok_or("State not loaded yet")?;
     let body = json!({ "action": action }).to_string();
     let actions = run
         .supervisor
@@ -385,7 +387,7 @@ fn container_action(api: &mut Api, name: &str, action: &str) -> Result<(), Strin
 }
 
 fn app_json(api: &Api, id: &str, name: &str) -> Value {
-    let Some(run) = api.running.as_ref() else {
+    let Some(run) = api.device.running.as_ref() else {
         return json!({});
     };
     let c = run.state.containers.iter().find(|c| c.name == name);
@@ -419,12 +421,13 @@ fn app_json(api: &Api, id: &str, name: &str) -> Value {
 /// `GET /v1/device`.
 fn device(api: &Api) -> Value {
     let port = api
+        .device
         .config
         .get("TERN_V1_ADDRESS")
         .and_then(|a| a.rsplit(':').next())
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or(48484);
-    let status = match (&api.update, &api.running) {
+    let status = match (&api.device.update, &api.device.running) {
         (Some(_), _) => "Installing",
         (None, Some(r)) if r.supervisor.revision_status() == crate::engine::Status::Ready => "Idle",
         (None, Some(_)) => "Starting",
@@ -437,13 +440,13 @@ fn device(api: &Api) -> Value {
         "download_progress": null,
         "os_version": crate::sysinfo::os_version(),
         "supervisor_version": format!("tern-{}", env!("CARGO_PKG_VERSION")),
-        "update_pending": api.update.is_some(),
+        "update_pending": api.device.update.is_some(),
         "update_downloaded": false,
         "update_failed": false,
     });
     // balena leaves `commit` out while an update is being applied.
-    if api.update.is_none()
-        && let Some(r) = &api.running
+    if api.device.update.is_none()
+        && let Some(r) = &api.device.running
     {
         d["commit"] = json!(r.rev);
     }
@@ -453,7 +456,7 @@ fn device(api: &Api) -> Value {
 /// The key, the containers' environment and the health check: the API's v1 state.
 impl Api {
     fn v1_key_path(&self) -> std::path::PathBuf {
-        self.storage.root().join("cache/v1-api-key")
+        self.device.storage.root().join("cache/v1-api-key")
     }
 
     /// Load the v1 API key, or make and persist one on first start.
@@ -486,6 +489,7 @@ impl Api {
     /// balena's names, and where its update lock goes.
     pub fn v1_env(&self, _container: &str) -> Vec<(String, String)> {
         let Some(addr) = self
+            .device
             .config
             .get("TERN_V1_ADDRESS")
             .filter(|a| !a.is_empty() && !a.eq_ignore_ascii_case("off"))

@@ -16,7 +16,7 @@ use mio::{Interest, Registry, Token};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 
-use crate::api::Running;
+use crate::device::Running;
 use crate::engine::{Action, Event, ExitStatus, Sig, TimerKind};
 use crate::runtime::from_revision::{self, Host};
 use crate::runtime::{self, Launched, Mode, Pump};

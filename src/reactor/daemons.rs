@@ -49,6 +49,7 @@ impl Reactor {
                     };
                     let log = self
                         .api
+                        .device
                         .storage
                         .root()
                         .join("logs/daemons")

@@ -45,6 +45,7 @@ pub struct DriverRuns {
 impl Reactor {
     fn loader(&self) -> String {
         self.api
+            .device
             .config
             .get("TERN_MODULE_LOADER")
             .unwrap_or("modprobe")
@@ -52,13 +53,13 @@ impl Reactor {
     }
 
     fn meta_lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
-        |k| self.api.storage.user_meta.get(k).map(str::to_string)
+        |k| self.api.device.storage.user_meta.get(k).map(str::to_string)
     }
 
     /// `Spawn` of `container`: straight through when its drivers are loaded (or it has none),
     /// else behind a gate. Returns true when the spawn was taken over.
     pub(super) fn gate_spawn(&mut self, container: &str, now: Instant) -> bool {
-        let Some(run) = self.api.running.as_ref() else {
+        let Some(run) = self.api.device.running.as_ref() else {
             return false;
         };
         let Some(aliases) = run.state.drivers.clone() else {
@@ -124,7 +125,7 @@ impl Reactor {
         unload: bool,
         now: Instant,
     ) {
-        let Some(run) = self.api.running.as_ref() else {
+        let Some(run) = self.api.device.running.as_ref() else {
             return;
         };
         let Some(aliases) = run.state.drivers.clone() else {
@@ -160,7 +161,7 @@ impl Reactor {
             self.finish_job(job, true, now);
             return;
         };
-        let log = self.api.storage.root().join("logs/drivers.log");
+        let log = self.api.device.storage.root().join("logs/drivers.log");
         match crate::runtime::spawn_command(&argv, &log) {
             Ok(pid) => {
                 log::info!("driver {}: {}", job.driver, argv.join(" "));

@@ -19,7 +19,7 @@ impl Reactor {
 
     /// Give `event` to the engine and carry out everything it leads to.
     pub(super) fn feed(&mut self, event: Event, now: Instant) {
-        let Some(run) = self.api.running.as_mut() else {
+        let Some(run) = self.api.device.running.as_mut() else {
             return;
         };
         let actions = run.supervisor.handle(event, now);
@@ -51,18 +51,19 @@ impl Reactor {
             if let Action::RevisionStatus { status } = &action
                 && let Err(e) = self
                     .api
+                    .device
                     .device_view
                     .set("pantavisor.status", status.as_str())
             {
                 log::warn!("meta: cannot update pantavisor.status in the run dir: {e}");
             }
             if let Action::RequestRollback { reason } = &action
-                && self.api.update.is_some()
+                && self.api.device.update.is_some()
             {
                 self.failures.push(reason.clone());
                 continue;
             }
-            let Some(run) = self.api.running.as_mut() else {
+            let Some(run) = self.api.device.running.as_mut() else {
                 return;
             };
             let mut fx = Effects::default();

@@ -23,7 +23,7 @@ impl Reactor {
         self.daemon_actions(actions, now);
         let _ = self.poll.registry().deregister(&mut self.listener);
         self.feed(Event::StopAll, now);
-        let grace = Duration::from_secs(self.api.config.get_u64("TERN_STOP_GRACE"));
+        let grace = Duration::from_secs(self.api.device.config.get_u64("TERN_STOP_GRACE"));
         self.deadlines
             .push(now + grace + Duration::from_secs(1), Due::ShutdownGrace);
         if matches!(self.containers.exit, Some(Exit::Reboot(_))) {
@@ -77,8 +77,8 @@ impl Reactor {
     pub(super) fn reload_config(&mut self) {
         match (self.reload)() {
             Ok(new) => {
-                if new.storage_dir() != self.api.config.storage_dir()
-                    || new.rundir() != self.api.config.rundir()
+                if new.storage_dir() != self.api.device.config.storage_dir()
+                    || new.rundir() != self.api.device.config.rundir()
                 {
                     log::warn!("config: storage and run dir changes take effect at the next start");
                 }
@@ -86,10 +86,11 @@ impl Reactor {
                 crate::logger::set_level(new.log_level().max(3));
                 self.timeouts = timeouts_from(&new);
                 self.max_conns = max_conns_from(&new);
-                self.api.config = new;
+                self.api.device.config = new;
                 self.api.apply_meta_overrides();
                 self.api.forced_unhealthy = self
                     .api
+                    .device
                     .config
                     .get("TERN_TEST_UNHEALTHY")
                     .map(str::to_string);
@@ -100,7 +101,7 @@ impl Reactor {
     }
 
     pub fn config(&self) -> &Config {
-        &self.api.config
+        &self.api.device.config
     }
 
     pub(super) fn finish_shutdown(&mut self) {

@@ -162,8 +162,8 @@ impl Reactor {
             SIGNALS,
             Interest::READABLE,
         )?;
-        let timeouts = timeouts_from(&api.config);
-        let max_conns = max_conns_from(&api.config);
+        let timeouts = timeouts_from(&api.device.config);
+        let max_conns = max_conns_from(&api.device.config);
         Ok(Reactor {
             poll,
             listener,

@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use super::{Due, Exit, Reactor};
-use crate::api::Running;
 use crate::api::commands::{Command, Op};
+use crate::device::Running;
 use crate::engine::update::{Transition, Update, UpdateAction, UpdateEvent, plan_transition};
 use crate::engine::{GoalState, Options, Supervisor};
 use crate::spec::{ParseOptions, State, parse_state_with};
@@ -45,12 +45,13 @@ pub fn load_state(
     rev: &str,
 ) -> Result<(serde_json::Map<String, serde_json::Value>, State), String> {
     let bytes = api
+        .device
         .storage
         .trails
         .read_state(rev)
         .map_err(|_| "State JSON not found".to_string())?;
     let opts = ParseOptions {
-        goals_timeout: u32::try_from(api.config.get_u64("PV_UPDATER_GOALS_TIMEOUT"))
+        goals_timeout: u32::try_from(api.device.config.get_u64("PV_UPDATER_GOALS_TIMEOUT"))
             .unwrap_or(u32::MAX),
     };
     let state = parse_state_with(&bytes, &opts).map_err(|e| {
@@ -72,11 +73,11 @@ pub fn supervisor_options(config: &crate::config::Config) -> Options {
 
 impl Reactor {
     fn boot_store(&self) -> BootStore {
-        BootStore::new(self.api.storage.root())
+        BootStore::new(self.api.device.storage.root())
     }
 
     fn progress(&self, rev: &str, p: &Progress) {
-        if let Err(e) = self.api.storage.trails.write_progress(rev, p) {
+        if let Err(e) = self.api.device.storage.trails.write_progress(rev, p) {
             log::error!("update: cannot write the progress of {rev}: {e}");
         }
         log::info!("update {rev}: {} {}", p.status, p.status_msg);
@@ -105,7 +106,7 @@ impl Reactor {
             },
             Op::MakeFactory => self.make_factory(&cmd.payload),
             Op::UpdateMetadata => self.update_metadata(&cmd.payload),
-            Op::GoRemote => self.api.go_remote = true,
+            Op::GoRemote => self.api.device.go_remote = true,
             Op::EnableSsh | Op::DisableSsh => {
                 let result = if cmd.op == Op::EnableSsh {
                     self.api.daemons.start("sshd")
@@ -123,7 +124,7 @@ impl Reactor {
     }
 
     fn make_factory(&mut self, payload: &str) {
-        let trails = &self.api.storage.trails;
+        let trails = &self.api.device.storage.trails;
         let source = if payload.is_empty() {
             "current"
         } else {
@@ -153,9 +154,9 @@ impl Reactor {
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),
             };
-            if let Err(e) = self.api.storage.device_meta.put(&k, &value) {
+            if let Err(e) = self.api.device.storage.device_meta.put(&k, &value) {
                 log::warn!("command: UPDATE_METADATA {k}: {e:?}");
-            } else if let Err(e) = self.api.device_view.set(&k, &value) {
+            } else if let Err(e) = self.api.device.device_view.set(&k, &value) {
                 log::warn!("meta: {k} not written to the run dir view: {e}");
             }
         }
@@ -163,7 +164,7 @@ impl Reactor {
 
     /// LOCAL_RUN and friends: check the revision, decide the path, start the transition.
     fn local_run(&mut self, target: &str, mode: RunMode, now: Instant) {
-        let trails = &self.api.storage.trails;
+        let trails = &self.api.device.storage.trails;
         let Some(rev) = trails.resolve(target) else {
             log::error!("update: LOCAL_RUN: no revision {target:?}");
             if crate::store::trails::is_rev(target) && trails.rev_dir(target).is_dir() {
@@ -181,7 +182,7 @@ impl Reactor {
                 return;
             }
         };
-        let Some(run) = self.api.running.as_ref() else {
+        let Some(run) = self.api.device.running.as_ref() else {
             // Nothing runs (the current revision did not load): only the reboot path is safe.
             self.start_reboot_transition(&rev, mode == RunMode::Once, "no revision running");
             return;
@@ -215,7 +216,7 @@ impl Reactor {
                 .collect(),
             Transition::NonReboot { restart } => restart.clone(),
         };
-        let run_dir = self.api.config.rundir();
+        let run_dir = self.api.device.config.rundir();
         if let Some(held) = affected
             .iter()
             .find(|n| crate::api::v1::lock_held(&run_dir, n))
@@ -259,8 +260,8 @@ impl Reactor {
         }
         self.progress(rev, &Progress::new("INPROGRESS", "Rebooting", 50));
         // Refuse further update commands while going down.
-        let delay = commit_delay(&self.api.config);
-        self.api.update = Some(Update::new(rev, true, once, delay));
+        let delay = commit_delay(&self.api.device.config);
+        self.api.device.update = Some(Update::new(rev, true, once, delay));
         self.containers
             .exit
             .get_or_insert(Exit::Reboot(format!("update to {rev}")));
@@ -287,12 +288,12 @@ impl Reactor {
             ),
         );
         log::info!("update {rev}: non-reboot transition, restarting {restart:?}");
-        let actions = match self.api.running.as_mut() {
+        let actions = match self.api.device.running.as_mut() {
             Some(run) => run.supervisor.stop(&restart, now),
             None => Vec::new(),
         };
-        let delay = commit_delay(&self.api.config);
-        self.api.update = Some(Update::new(&rev, false, once, delay));
+        let delay = commit_delay(&self.api.device.config);
+        self.api.device.update = Some(Update::new(&rev, false, once, delay));
         self.pending = Some(Pending {
             rev,
             state,
@@ -333,7 +334,7 @@ impl Reactor {
             return true;
         }
         if self.pending.is_some() {
-            let down = self.api.running.as_ref().is_none_or(|r| {
+            let down = self.api.device.running.as_ref().is_none_or(|r| {
                 self.pending
                     .as_ref()
                     .is_some_and(|p| r.supervisor.are_down(&p.restart))
@@ -346,6 +347,7 @@ impl Reactor {
         }
         let Some(goal) = self
             .api
+            .device
             .running
             .as_ref()
             .map(|r| r.supervisor.revision_goal())
@@ -361,8 +363,8 @@ impl Reactor {
 
     fn finish_non_reboot(&mut self, now: Instant) {
         let Some(p) = self.pending.take() else { return };
-        let opts = supervisor_options(&self.api.config);
-        let Some(old) = self.api.running.take() else {
+        let opts = supervisor_options(&self.api.device.config);
+        let Some(old) = self.api.device.running.take() else {
             return;
         };
         let keep: Vec<String> = old
@@ -374,23 +376,23 @@ impl Reactor {
             .collect();
         let mut supervisor = Supervisor::carry_over(&p.state, opts, &old.supervisor, &keep);
         supervisor.set_updating(true);
-        if let Err(e) = self.api.storage.trails.set_current(&p.rev) {
+        if let Err(e) = self.api.device.storage.trails.set_current(&p.rev) {
             log::error!("update {}: cannot point trails/current at it: {e}", p.rev);
         }
-        self.api.running = Some(Running {
+        self.api.device.running = Some(Running {
             rev: p.rev.clone(),
             state: p.state,
             supervisor,
         });
-        let delay = commit_delay(&self.api.config);
-        self.api.update = Some(Update::new(&p.rev, false, p.once, delay));
+        let delay = commit_delay(&self.api.device.config);
+        self.api.device.update = Some(Update::new(&p.rev, false, p.once, delay));
         self.progress(&p.rev, &Update::trying());
         self.feed(crate::engine::Event::Start, now);
     }
 
     /// Feed the revision machine (when an update is being tried) and carry out its actions.
     fn update_event(&mut self, event: UpdateEvent, now: Instant) -> bool {
-        let Some(update) = self.api.update.as_mut() else {
+        let Some(update) = self.api.device.update.as_mut() else {
             return false;
         };
         let actions = update.step(event, now);
@@ -435,6 +437,7 @@ impl Reactor {
         }
         let pending = self
             .api
+            .device
             .running
             .as_ref()
             .is_some_and(|r| r.supervisor.stability_pending());
@@ -459,11 +462,11 @@ impl Reactor {
         if let Err(e) = store.save(&env) {
             log::error!("update {rev}: cannot record the commit: {e}");
         }
-        if done && let Err(e) = self.api.storage.trails.mark_done(rev) {
+        if done && let Err(e) = self.api.device.storage.trails.mark_done(rev) {
             log::error!("update {rev}: cannot mark it done: {e}");
         }
-        self.api.update = None;
-        if let Some(run) = self.api.running.as_mut() {
+        self.api.device.update = None;
+        if let Some(run) = self.api.device.running.as_mut() {
             run.supervisor.set_updating(false);
         }
     }

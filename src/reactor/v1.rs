@@ -14,6 +14,7 @@ impl Reactor {
             Effect::Blink => {
                 match self
                     .api
+                    .device
                     .config
                     .get("TERN_LED_PATH")
                     .filter(|p| !p.is_empty())
@@ -30,7 +31,7 @@ impl Reactor {
                 }
             }
             Effect::Purge(name) => {
-                let actions = match self.api.running.as_mut() {
+                let actions = match self.api.device.running.as_mut() {
                     Some(run) => run.supervisor.stop(std::slice::from_ref(&name), now),
                     None => return,
                 };
@@ -44,6 +45,7 @@ impl Reactor {
     pub(super) fn blink_off(&mut self) {
         if let Some(led) = self
             .api
+            .device
             .config
             .get("TERN_LED_PATH")
             .filter(|p| !p.is_empty())
@@ -54,7 +56,7 @@ impl Reactor {
 
     /// Purges whose container is down: wipe its disks, start it again. True when one ran.
     pub(super) fn run_purges(&mut self, now: Instant) -> bool {
-        let Some(run) = self.api.running.as_ref() else {
+        let Some(run) = self.api.device.running.as_ref() else {
             return false;
         };
         let Some(i) = self
@@ -65,7 +67,7 @@ impl Reactor {
             return false;
         };
         let name = self.purges.remove(i);
-        let root = self.api.storage.root();
+        let root = self.api.device.storage.root();
         for dir in [
             root.join("disks/perm").join(&name),
             root.join("disks/rev").join(&run.rev).join(&name),
@@ -75,7 +77,7 @@ impl Reactor {
             }
         }
         log::info!("v1: purged the data of {name}; starting it again");
-        let actions = match self.api.running.as_mut() {
+        let actions = match self.api.device.running.as_mut() {
             Some(run) => run.supervisor.start_again(&name, now),
             None => Vec::new(),
         };

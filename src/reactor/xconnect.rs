@@ -273,7 +273,7 @@ impl Reactor {
     /// Make the listeners match the graph and the containers' pids of the moment (`force`:
     /// rebind everything, XCONNECT_GRAPH).
     pub(super) fn reconcile_xconnect(&mut self, force: bool) {
-        let Some(run) = self.api.running.as_ref() else {
+        let Some(run) = self.api.device.running.as_ref() else {
             return;
         };
         let containers = &self.containers;
