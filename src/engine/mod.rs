@@ -12,6 +12,7 @@ pub mod container;
 pub mod daemons;
 pub mod drivers;
 pub mod group;
+pub mod hub;
 pub mod json;
 pub mod recovery;
 pub mod supervisor;
