@@ -537,10 +537,11 @@ impl HubClient {
     /// Put back what a failed call was carrying.
     fn requeue(&mut self, job: Job) {
         match job {
-            Job::Progress { rev, progress } => {
-                if !self.progress_out.iter().any(|(r, _)| *r == rev) {
-                    self.progress_out.insert(0, (rev, progress));
-                }
+            // A newer progress of the same revision, queued meanwhile, wins.
+            Job::Progress { rev, progress }
+                if !self.progress_out.iter().any(|(r, _)| *r == rev) =>
+            {
+                self.progress_out.insert(0, (rev, progress));
             }
             Job::ObjectMeta { sha } => {
                 if let Some(u) = self.update.as_mut() {
@@ -1106,4 +1107,5 @@ fn job_name(job: &Job) -> &'static str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

@@ -164,7 +164,7 @@ impl T {
         self.acts.iter().any(f)
     }
     /// Log in and get to idle with a trail on the hub.
-    fn to_idle(&mut self) {
+    fn reach_idle(&mut self) {
         assert_eq!(self.path(), "POST /auth/login");
         self.answer(200, r#"{"token":"t1"}"#);
         assert_eq!(self.path(), "GET /trails/");
@@ -303,7 +303,7 @@ fn a_claimed_device_whose_login_is_refused_keeps_its_credentials() {
 #[test]
 fn an_expired_token_logs_in_again_and_keeps_the_pending_progress() {
     let mut t = T::claimed();
-    t.to_idle();
+    t.reach_idle();
     t.event(HubEvent::Progress {
         rev: "3".into(),
         progress: Progress::new("TESTING", "x", 75),
@@ -328,7 +328,7 @@ fn device_meta_goes_whole_after_login_then_only_changes() {
     let mut t = T::claimed();
     t.dev.meta.insert("a".into(), "1".into());
     t.dev.meta.insert("b".into(), "2".into());
-    t.to_idle();
+    t.reach_idle();
     let (_, c) = t.call().unwrap();
     assert_eq!(c.method, "PUT");
     assert_eq!(String::from_utf8_lossy(&c.body), r#"{"a":"1","b":"2"}"#);
@@ -362,7 +362,7 @@ fn device_meta_goes_whole_after_login_then_only_changes() {
 #[test]
 fn user_meta_from_the_hub_replaces_the_device_copy_only_when_it_changed() {
     let mut t = T::claimed();
-    t.to_idle();
+    t.reach_idle();
     t.answer(200, "{}"); // device meta
     assert!(t.path().contains("user-meta"));
     t.answer(200, r#"{"k":"v"}"#);
@@ -388,7 +388,7 @@ fn user_meta_from_the_hub_replaces_the_device_copy_only_when_it_changed() {
 #[test]
 fn idle_polls_steps_once_per_interval_and_nothing_else() {
     let mut t = T::claimed();
-    t.to_idle();
+    t.reach_idle();
     t.until_steps();
     t.answer(200, "[]");
     assert!(t.call().is_none());
@@ -412,7 +412,7 @@ fn idle_polls_steps_once_per_interval_and_nothing_else() {
 }
 
 fn to_first_step(t: &mut T, body: &str) {
-    t.to_idle();
+    t.reach_idle();
     t.until_steps();
     t.answer(200, body);
 }
@@ -636,7 +636,7 @@ fn every_stage_change_is_published_as_pantahub_state() {
 #[test]
 fn unclaim_drops_the_credentials_and_registers_anew() {
     let mut t = T::claimed();
-    t.to_idle();
+    t.reach_idle();
     t.event(HubEvent::Unclaim);
     assert!(t.has(
         |a| matches!(a, HubAction::SaveCreds { claimed: true, creds } if !creds.is_registered())
