@@ -5,6 +5,7 @@
 //! lends it to each in turn); neither owns it. It does no I/O of its own beyond what its
 //! parts (the store, the views) do when asked.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::config::Config;
@@ -34,6 +35,8 @@ pub struct Device {
     pub device_view: MetaView,
     /// GO_REMOTE was accepted.
     pub go_remote: bool,
+    /// The hub client's own device meta (`pantahub.state`, `.online`, `.claimed`, `.address`).
+    pub hub_meta: BTreeMap<String, String>,
 }
 
 impl Device {
@@ -48,6 +51,7 @@ impl Device {
             user_view: MetaView::new(&run_dir, "user-meta"),
             device_view: MetaView::new(&run_dir, "device-meta"),
             go_remote: false,
+            hub_meta: BTreeMap::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! on every read and cannot be overwritten or deleted by clients.
 
 use super::{Api, ApiError, MetaKind, Sink, memory_body};
+use crate::device::Device;
 use crate::config::Level;
 use crate::http::Response;
 use crate::store::meta::{MetaError, MetaStore, render_meta};
@@ -10,10 +11,12 @@ use crate::store::meta_view::MetaView;
 use crate::sysinfo;
 
 /// Device-meta keys owned by the supervisor.
-const OWN_KEYS: [&str; 9] = [
+const OWN_KEYS: [&str; 11] = [
     "pantavisor.status",
     "pantahub.claimed",
     "pantahub.online",
+    "pantahub.state",
+    "pantahub.address",
     "pantavisor.mode",
     "pantavisor.revision",
     "pantavisor.arch",
@@ -31,9 +34,9 @@ fn store(api: &mut Api, kind: MetaKind) -> &mut MetaStore {
 
 /// User metadata named after a configuration key (or its legacy alias) overrides that key at
 /// the `metadata` level, as in Pantavisor; keys that cannot change at run time stay as they are.
-pub(super) fn config_override(api: &mut Api, key: &str, value: Option<&str>) {
+pub fn config_override(device: &mut Device, key: &str, value: Option<&str>) {
     if crate::config::is_key(key)
-        && let Err(e) = api.device.config.set_override(key, value, Level::Metadata)
+        && let Err(e) = device.config.set_override(key, value, Level::Metadata)
     {
         log::warn!("meta: user-meta {key} does not override the configuration: {e}");
     }
@@ -46,27 +49,29 @@ fn view(api: &Api, kind: MetaKind) -> &MetaView {
     }
 }
 
-pub(super) fn own_device_meta(api: &Api) -> Vec<(&'static str, String)> {
-    let revision = api
-        .device
+/// The device-meta keys the supervisor reports itself, computed on every read; the hub
+/// client's `pantahub.*` keys among them.
+pub fn own_device_meta(device: &Device) -> Vec<(&'static str, String)> {
+    let revision = device
         .storage
         .trails
         .current()
         .unwrap_or_else(|| "0".into());
-    let mode = if api.remote_mode() { "remote" } else { "local" };
-    let reserved = api.device.config.get_u64("PV_STORAGE_GC_RESERVED");
-    vec![
+    let mode = if device.remote_mode() { "remote" } else { "local" };
+    let reserved = device.config.get_u64("PV_STORAGE_GC_RESERVED");
+    let hub = |key: &str| device.hub_meta.get(key).cloned();
+    let mut own = vec![
         // The lowest group status; a revision with no containers is READY at once.
         (
             "pantavisor.status",
-            api.device
+            device
                 .running
                 .as_ref()
                 .map_or("READY", |r| r.supervisor.revision_status().as_str())
                 .into(),
         ),
-        ("pantahub.claimed", "0".into()),
-        ("pantahub.online", "0".into()),
+        ("pantahub.claimed", hub("pantahub.claimed").unwrap_or("0".into())),
+        ("pantahub.online", hub("pantahub.online").unwrap_or("0".into())),
         ("pantavisor.mode", mode.into()),
         ("pantavisor.revision", revision),
         ("pantavisor.arch", sysinfo::arch()),
@@ -77,9 +82,15 @@ pub(super) fn own_device_meta(api: &Api) -> Vec<(&'static str, String)> {
         ("pantavisor.uname", sysinfo::uname_json()),
         (
             "storage",
-            sysinfo::storage_json(api.device.storage.root(), reserved),
+            sysinfo::storage_json(device.storage.root(), reserved),
         ),
-    ]
+    ];
+    for key in ["pantahub.state", "pantahub.address"] {
+        if let Some(v) = hub(key) {
+            own.push((key, v));
+        }
+    }
+    own
 }
 
 pub fn list(api: &Api, kind: MetaKind) -> Response {
@@ -93,7 +104,7 @@ pub fn list(api: &Api, kind: MetaKind) -> Response {
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         ),
         MetaKind::Device => {
-            let own = own_device_meta(api);
+            let own = own_device_meta(&api.device);
             let stored = api
                 .device
                 .storage
@@ -140,7 +151,7 @@ pub fn put(api: &mut Api, kind: MetaKind, key: &str, sink: Sink) -> Result<Respo
                 log::warn!("meta: {key} stored but not written to the run dir view: {e}");
             }
             if kind == MetaKind::User {
-                config_override(api, key, Some(value));
+                config_override(&mut api.device, key, Some(value));
             }
             Ok(Response::ok())
         }
@@ -163,7 +174,7 @@ pub fn delete(api: &mut Api, kind: MetaKind, key: &str) -> Result<Response, ApiE
                 log::warn!("meta: {key} deleted but still in the run dir view: {e}");
             }
             if kind == MetaKind::User {
-                config_override(api, key, None);
+                config_override(&mut api.device, key, None);
             }
             Ok(Response::ok())
         }

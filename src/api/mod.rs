@@ -9,7 +9,7 @@ mod containers;
 mod error;
 pub mod gc;
 mod info;
-mod meta;
+pub mod meta;
 mod objects;
 pub mod programs;
 mod route;
@@ -108,7 +108,7 @@ impl Api {
     pub fn apply_meta_overrides(&mut self) {
         let entries: Vec<(String, String)> = self.device.storage.user_meta.entries().to_vec();
         for (k, v) in entries {
-            meta::config_override(self, &k, Some(&v));
+            meta::config_override(&mut self.device, &k, Some(&v));
         }
     }
 
@@ -120,7 +120,7 @@ impl Api {
         if let Err(e) = self.device.user_view.rebuild(user) {
             log::warn!("meta: cannot write the user-meta view: {e}");
         }
-        let own = meta::own_device_meta(self);
+        let own = meta::own_device_meta(&self.device);
         let stored = self.device.storage.device_meta.entries();
         let device = stored
             .iter()

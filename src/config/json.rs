@@ -89,7 +89,7 @@ mod tests {
                 .all(|o| o.as_object().unwrap().len() == 3 && o["value"].is_string())
         );
         let last = parsed.last().unwrap();
-        assert_eq!(last["key"], "TERN_TEST_UNHEALTHY");
+        assert_eq!(last["key"], "TERN_HUB_REQUEST_TIMEOUT");
     }
 
     #[test]

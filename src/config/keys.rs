@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn table_holds_pantavisor_keys_then_tern_keys() {
-        assert_eq!(KEYS.len(), 119);
+        assert_eq!(KEYS.len(), 125);
         assert!(
             KEYS[..101]
                 .iter()

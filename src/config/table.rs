@@ -18,6 +18,7 @@ const SECUREBOOT_MODES: &[&str] = &["disabled", "audit", "lenient", "strict"];
 const INIT_MODES: &[&str] = &["embedded", "standalone", "appengine"];
 const CONTAINER_MODES: &[&str] = &["auto", "isolated", "process"];
 const DEV_REBOOTS: &[&str] = &["exit", "reexec"];
+const ON_OFF: &[&str] = &["on", "off"];
 /// Watchdog modes, indexed by Pantavisor's number.
 const WDT_MODES: &[&str] = &["disabled", "shutdown", "startup", "always"];
 
@@ -207,6 +208,12 @@ pub(crate) const KEYS: &[KeyDef] = &[
     string("TERN_DAEMONS", None, None),
     string("TERN_V1_ADDRESS", None, Some("127.0.0.1:48484")),
     string("TERN_TEST_UNHEALTHY", None, None),
+    one_of("TERN_HUB", None, ON_OFF, "on"),
+    string("TERN_HUB_CA", None, None),
+    boolean("TERN_HUB_INSECURE", None, false),
+    string("TERN_HUB_HOSTS", None, Some("/etc/hosts")),
+    string("TERN_HUB_RESOLV_CONF", None, Some("/etc/resolv.conf")),
+    int("TERN_HUB_REQUEST_TIMEOUT", None, "30", 1, 3_600),
 ];
 
 /// Further names Pantavisor accepts on input only (never printed).

@@ -110,6 +110,11 @@ pub enum UpdateEvent {
     CommitTimer {
         stability_pending: bool,
     },
+    /// A remote revision broke a hub rule ("Hub not reachable", "Hub communication not
+    /// stable"): it rolls back with that message.
+    HubLost {
+        msg: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -205,6 +210,10 @@ impl Update {
                 p.logs = Some(reason);
                 vec![A::Progress(p), A::Rollback]
             }
+            (Phase::Trying | Phase::Testing { .. }, E::HubLost { msg }) => vec![
+                A::Progress(Progress::new("ERROR", &msg, 100)),
+                A::Rollback,
+            ],
             // A timer of an earlier phase: stale.
             (Phase::Trying, E::CommitTimer { .. }) => Vec::new(),
             (

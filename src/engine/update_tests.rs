@@ -237,3 +237,25 @@ fn bsp_root_keys_and_system_containers_need_a_reboot() {
         Transition::Reboot { .. }
     ));
 }
+
+#[test]
+fn losing_the_hub_rolls_back_with_the_hub_message_in_either_phase() {
+    let t0 = Instant::now();
+    for testing in [false, true] {
+        let mut u = Update::new("4", true, false, Duration::from_secs(5));
+        if testing {
+            u.step(UpdateEvent::GoalsAchieved, t0);
+        }
+        let a = u.step(
+            UpdateEvent::HubLost {
+                msg: "Hub communication not stable".into(),
+            },
+            t0,
+        );
+        assert_eq!(
+            statuses(&a)[0],
+            ("ERROR".into(), "Hub communication not stable".into())
+        );
+        assert_eq!(a.last(), Some(&UpdateAction::Rollback));
+    }
+}
