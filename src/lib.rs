@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod engine;
 pub mod http;
 pub mod logger;
+pub mod net;
 pub mod reactor;
 pub mod runtime;
 pub mod spec;
