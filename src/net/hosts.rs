@@ -3,7 +3,7 @@
 //! Owns only parsing: the caller reads the (small) files. Unknown lines are ignored, never an
 //! error, the way libc treats them; it never resolves anything itself.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// The addresses `/etc/hosts` gives for `name` (case-insensitive), in file order.
 pub fn lookup_hosts(text: &str, name: &str) -> Vec<IpAddr> {
@@ -23,13 +23,19 @@ pub fn lookup_hosts(text: &str, name: &str) -> Vec<IpAddr> {
     found
 }
 
-/// The `nameserver` addresses of a `resolv.conf`, in order (IPv4 and IPv6).
-pub fn nameservers(text: &str) -> Vec<IpAddr> {
+/// The `nameserver` addresses of a `resolv.conf`, in order (IPv4 and IPv6), on port 53.
+/// As an extension (for test set-ups) a socket address with a port, `127.0.0.1:5353` or
+/// `[::1]:5353`, is accepted too.
+pub fn nameservers(text: &str) -> Vec<SocketAddr> {
     text.lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();
             match words.next() {
-                Some("nameserver") => words.next().and_then(parse_ip),
+                Some("nameserver") => words.next().and_then(|w| {
+                    w.parse::<SocketAddr>()
+                        .ok()
+                        .or_else(|| parse_ip(w).map(|ip| SocketAddr::new(ip, 53)))
+                }),
                 _ => None,
             }
         })
@@ -66,9 +72,17 @@ mod tests {
 
     #[test]
     fn resolv_conf_nameservers() {
-        let conf = "search lan\nnameserver 192.168.1.1\n# nameserver 9.9.9.9\nnameserver   2001:db8::53\nnameserver fe80::1%eth0\nnameserver not-an-ip\noptions ndots:1\n";
+        let conf = "search lan\nnameserver 192.168.1.1\n# nameserver 9.9.9.9\nnameserver   2001:db8::53\nnameserver fe80::1%eth0\nnameserver not-an-ip\nnameserver 127.0.0.1:5353\noptions ndots:1\n";
         let ns: Vec<String> = nameservers(conf).iter().map(ToString::to_string).collect();
-        assert_eq!(ns, ["192.168.1.1", "2001:db8::53", "fe80::1"]);
+        assert_eq!(
+            ns,
+            [
+                "192.168.1.1:53",
+                "[2001:db8::53]:53",
+                "[fe80::1]:53",
+                "127.0.0.1:5353"
+            ]
+        );
         assert!(nameservers("").is_empty());
     }
 }
