@@ -176,10 +176,9 @@ impl ResponseReader {
                 }
                 if let (BodyMode::Buffer { max }, BodyFraming::Length(n)) =
                     (self.mode, head.framing)
+                    && n > max as u64
                 {
-                    if n > max as u64 {
-                        return Err(ReadError::TooLarge);
-                    }
+                    return Err(ReadError::TooLarge);
                 }
                 let decoder = BodyDecoder::new(head.framing, &self.limits);
                 fed.head = true;

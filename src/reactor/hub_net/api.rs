@@ -273,10 +273,10 @@ impl ApiLane {
     pub fn cancel(&mut self, registry: &Registry, id: CallId) {
         self.queue.retain(|(i, _)| *i != id);
         if self.current.as_ref().is_some_and(|c| c.id == id) {
-            if let Some(call) = self.current.take() {
-                if call.sent > 0 || call.reader.bytes_seen() > 0 {
-                    self.close(registry);
-                }
+            if let Some(call) = self.current.take()
+                && (call.sent > 0 || call.reader.bytes_seen() > 0)
+            {
+                self.close(registry);
             }
             self.more = true;
         }

@@ -130,10 +130,10 @@ impl BlobJob {
                 let Some(sink) = sink.as_mut() else {
                     return Err(NetError::Closed);
                 };
-                if fed.head {
-                    if let Some(head) = reader.head() {
-                        sink.accept_head(head)?;
-                    }
+                if fed.head
+                    && let Some(head) = reader.head()
+                {
+                    sink.accept_head(head)?;
                 }
                 if !fed.data.is_empty() {
                     sink.write(&input[fed.data.clone()])?;

@@ -238,10 +238,10 @@ impl Transport {
             Err(e) => self.early.push(Completion::BlobDone { id, result: Err(e) }),
         }
         let mut out = std::mem::take(&mut self.early);
-        if let Some(job) = self.blobs[slot].as_mut() {
-            if job.drive(registry, now, &self.cfg, &mut self.stats, &mut out) {
-                self.blobs[slot] = None;
-            }
+        if let Some(job) = self.blobs[slot].as_mut()
+            && job.drive(registry, now, &self.cfg, &mut self.stats, &mut out)
+        {
+            self.blobs[slot] = None;
         }
         self.early = out;
     }
@@ -263,10 +263,10 @@ impl Transport {
         self.early.retain(|c| c.id() != id);
         self.api.cancel(registry, id);
         for slot in self.blobs.iter_mut() {
-            if slot.as_ref().is_some_and(|j| j.id == id) {
-                if let Some(mut job) = slot.take() {
-                    job.close(registry);
-                }
+            if slot.as_ref().is_some_and(|j| j.id == id)
+                && let Some(mut job) = slot.take()
+            {
+                job.close(registry);
             }
         }
     }

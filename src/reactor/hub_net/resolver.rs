@@ -34,7 +34,7 @@ pub enum Resolved {
     /// Known at once (literal or hosts file).
     Done(Vec<IpAddr>),
     /// Queries are out; drive the resolver.
-    Pending(Resolver),
+    Pending(Box<Resolver>),
 }
 
 /// Resolve `host`: literal, hosts file, else start DNS queries.
@@ -73,7 +73,7 @@ pub fn start(
         last_error: String::from("no answer"),
     };
     r.next_server(registry, now)?;
-    Ok(Resolved::Pending(r))
+    Ok(Resolved::Pending(Box::new(r)))
 }
 
 fn read_small(path: &Path) -> String {

@@ -59,7 +59,7 @@ pub enum Got {
 pub struct TlsConn {
     token: Token,
     stage: Stage,
-    resolver: Option<Resolver>,
+    resolver: Option<Box<Resolver>>,
     addrs: VecDeque<SocketAddr>,
     dial_port: u16,
     sock: Option<TcpStream>,
@@ -143,7 +143,7 @@ impl TlsConn {
             _ => Some(
                 self.resolver
                     .as_ref()
-                    .and_then(Resolver::deadline)
+                    .and_then(|r| r.deadline())
                     .map_or(self.deadline, |d| d.min(self.deadline)),
             ),
         }

@@ -75,10 +75,10 @@ fn trusted_roots(certs_dir: &Path, extra_ca: Option<&Path>) -> Result<RootCertSt
     for file in &files {
         add_pem_file(&mut roots, file);
     }
-    if let Some(extra) = extra_ca {
-        if add_pem_file(&mut roots, extra) == 0 {
-            return Err(format!("no CA certificate in {}", extra.display()));
-        }
+    if let Some(extra) = extra_ca
+        && add_pem_file(&mut roots, extra) == 0
+    {
+        return Err(format!("no CA certificate in {}", extra.display()));
     }
     if roots.is_empty() {
         warn!("hub: no trusted CA certificates; every hub certificate will be refused");
