@@ -787,3 +787,46 @@ fn noproxyconnect_speaks_tls_to_the_proxy_with_the_hub_name() {
     d.call(1, "GET", "/json/10", b"");
     assert_eq!(status(&d.replies(1)[0].1), Ok(200));
 }
+
+#[test]
+fn an_idle_connection_is_closed_after_idle_close() {
+    let env = Env::new("idle");
+    let mut cfg = env.config("127.0.0.1");
+    cfg.idle_close = Duration::from_millis(200);
+    let mut d = Driver::new(cfg);
+    d.call(1, "GET", "/json/10", b"");
+    assert_eq!(status(&d.replies(1)[0].1), Ok(200));
+    let deadline = d.t.next_deadline().unwrap();
+    assert!(deadline > Instant::now() && deadline < Instant::now() + Duration::from_millis(250));
+    assert!(d.run_for(1, Duration::from_millis(400)).is_empty());
+    assert_eq!(d.t.next_deadline(), None, "nothing left to do once closed");
+    d.call(2, "GET", "/json/10", b"");
+    assert_eq!(status(&d.replies(1)[0].1), Ok(200));
+    assert_eq!(env.hub.seen(|s| s.connections), 2);
+    assert_eq!(d.t.stats().connects, 2);
+}
+
+#[test]
+fn a_large_request_body_is_sent_whole() {
+    let env = Env::new("bigbody");
+    let mut d = Driver::new(env.config("127.0.0.1"));
+    let body: Vec<u8> = (0..700_000).map(|i| b'a' + (i % 26) as u8).collect();
+    d.call(1, "POST", "/echo", &body);
+    let r = d.replies(1);
+    assert_eq!(r[0].1.as_ref().map(|r| r.body == body), Ok(true));
+}
+
+#[test]
+fn reset_drops_everything_silently() {
+    let env = Env::new("reset");
+    let mut d = Driver::new(env.config("127.0.0.1"));
+    d.call(1, "GET", "/stall", b"");
+    d.call(2, "GET", "/json/10", b"");
+    d.fetch(3, env.blob_url("/stall"), &env.dir.path().join("o"), None);
+    assert!(d.run_for(1, Duration::from_millis(200)).is_empty());
+    d.t.reset(d.poll.registry());
+    assert_eq!(d.t.next_deadline(), None);
+    assert!(d.run_for(1, Duration::from_millis(200)).is_empty());
+    d.call(4, "GET", "/json/10", b"");
+    assert_eq!(d.replies(1)[0].0, 4);
+}
