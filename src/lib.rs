@@ -14,6 +14,7 @@ pub mod device;
 pub mod engine;
 pub mod http;
 pub mod logger;
+pub mod net;
 pub mod reactor;
 pub mod runtime;
 pub mod spec;

@@ -8,12 +8,14 @@
 //! names the status to answer with.
 
 mod body;
+mod client;
 mod error;
 mod head;
 mod limits;
 mod response;
 
 pub use body::{BodyDecoder, Decoded};
+pub use client::{BodyMode, Fed, ReadError, ResponseReader, encode_request};
 pub use error::HttpError;
 pub use head::{
     BodyFraming, RequestHead, ResponseHead, Version, parse_request_head, parse_response_head,

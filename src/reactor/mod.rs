@@ -10,6 +10,8 @@ mod daemons;
 mod deadlines;
 mod drivers;
 mod engine_io;
+#[cfg(feature = "hub")]
+pub mod hub_net;
 mod lifecycle;
 pub mod signals;
 mod stream;
