@@ -316,6 +316,7 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
         socket.display()
     );
     reactor.start_revision();
+    reactor.start_hub(Instant::now());
     match reactor.run() {
         Ok(Exit::Signal) => {
             log::info!("daemon: stopped");

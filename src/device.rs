@@ -37,6 +37,20 @@ pub struct Device {
     pub go_remote: bool,
     /// The hub client's own device meta (`pantahub.state`, `.online`, `.claimed`, `.address`).
     pub hub_meta: BTreeMap<String, String>,
+    /// What the hub client is doing, for the v1 API and the health check.
+    pub hub_status: HubStatus,
+}
+
+/// What the v1 API and health checks read of the hub client.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HubStatus {
+    pub running: bool,
+    /// (bytes downloaded, bytes in all) of the update being downloaded.
+    pub download: Option<(u64, u64)>,
+    /// Progress reports failed more than a few times in a row while online.
+    pub reports_failing: bool,
+    /// The last remote update was refused or failed before it ran (WONTGO, ERROR).
+    pub failed: bool,
 }
 
 impl Device {
@@ -52,6 +66,7 @@ impl Device {
             device_view: MetaView::new(&run_dir, "device-meta"),
             go_remote: false,
             hub_meta: BTreeMap::new(),
+            hub_status: HubStatus::default(),
         }
     }
 

@@ -3,8 +3,8 @@
 //! on every read and cannot be overwritten or deleted by clients.
 
 use super::{Api, ApiError, MetaKind, Sink, memory_body};
-use crate::device::Device;
 use crate::config::Level;
+use crate::device::Device;
 use crate::http::Response;
 use crate::store::meta::{MetaError, MetaStore, render_meta};
 use crate::store::meta_view::MetaView;
@@ -57,7 +57,11 @@ pub fn own_device_meta(device: &Device) -> Vec<(&'static str, String)> {
         .trails
         .current()
         .unwrap_or_else(|| "0".into());
-    let mode = if device.remote_mode() { "remote" } else { "local" };
+    let mode = if device.remote_mode() {
+        "remote"
+    } else {
+        "local"
+    };
     let reserved = device.config.get_u64("PV_STORAGE_GC_RESERVED");
     let hub = |key: &str| device.hub_meta.get(key).cloned();
     let mut own = vec![
@@ -70,8 +74,14 @@ pub fn own_device_meta(device: &Device) -> Vec<(&'static str, String)> {
                 .map_or("READY", |r| r.supervisor.revision_status().as_str())
                 .into(),
         ),
-        ("pantahub.claimed", hub("pantahub.claimed").unwrap_or("0".into())),
-        ("pantahub.online", hub("pantahub.online").unwrap_or("0".into())),
+        (
+            "pantahub.claimed",
+            hub("pantahub.claimed").unwrap_or("0".into()),
+        ),
+        (
+            "pantahub.online",
+            hub("pantahub.online").unwrap_or("0".into()),
+        ),
         ("pantavisor.mode", mode.into()),
         ("pantavisor.revision", revision),
         ("pantavisor.arch", sysinfo::arch()),

@@ -37,6 +37,8 @@ pub enum Effect {
     Blink,
     /// Wipe the app's permanent storage: stop it, wipe, start it.
     Purge(String),
+    /// Look for an update now (the hub client polls its steps).
+    Update { force: bool },
 }
 
 fn text(status: u16, body: &str) -> Response {
@@ -267,9 +269,12 @@ pub fn complete(api: &mut Api, call: Call, body: &[u8]) -> Response {
             api.v1_effects.push(Effect::Blink);
             text(200, "OK")
         }
-        // No hub client yet: there is no target state to fetch, so the request is noted
-        // and ignored, which balena answers with 202.
-        Call::Update => text(202, "Accepted"),
+        // The hub client polls for steps at once; `force` lets the switch pass update locks
+        // (the download never waits for them). Without a hub client it is a no-op.
+        Call::Update => {
+            api.v1_effects.push(Effect::Update { force });
+            text(202, "Accepted")
+        }
         Call::Reboot | Call::Shutdown => {
             let names: Vec<String> = api
                 .device
@@ -437,12 +442,14 @@ fn device(api: &Api) -> Value {
         "api_port": port,
         "ip_address": crate::sysinfo::ip_addresses().join(" "),
         "status": status,
-        "download_progress": null,
+        "download_progress": api.device.hub_status.download.map(|(done, total)| {
+            done.saturating_mul(100).checked_div(total).unwrap_or(100)
+        }),
         "os_version": crate::sysinfo::os_version(),
         "supervisor_version": format!("tern-{}", env!("CARGO_PKG_VERSION")),
-        "update_pending": api.device.update.is_some(),
-        "update_downloaded": false,
-        "update_failed": false,
+        "update_pending": api.device.update.is_some() || api.device.hub_status.download.is_some(),
+        "update_downloaded": api.device.hub_status.download.is_some_and(|(d, t)| d >= t),
+        "update_failed": api.device.hub_status.failed,
     });
     // balena leaves `commit` out while an update is being applied.
     if api.device.update.is_none()
@@ -514,12 +521,15 @@ impl Api {
     }
 
     /// Why `/v1/healthy` fails, if it does: a board daemon that should run has been down
-    /// and waiting to respawn, or the test-only override. The loop itself is healthy by
-    /// construction here (a stalled loop answers nothing at all), and there is no hub
-    /// client yet whose reports could fail.
+    /// and waiting to respawn, the hub client's state reports failing again and again while
+    /// the hub is reachable, or the test-only override. The loop itself is healthy by
+    /// construction here (a stalled loop answers nothing at all).
     pub fn unhealthy(&self) -> Option<String> {
         if let Some(why) = &self.forced_unhealthy {
             return Some(why.clone());
+        }
+        if self.device.hub_status.reports_failing {
+            return Some("state reports to the hub keep failing".into());
         }
         self.daemons
             .list()

@@ -210,10 +210,9 @@ impl Update {
                 p.logs = Some(reason);
                 vec![A::Progress(p), A::Rollback]
             }
-            (Phase::Trying | Phase::Testing { .. }, E::HubLost { msg }) => vec![
-                A::Progress(Progress::new("ERROR", &msg, 100)),
-                A::Rollback,
-            ],
+            (Phase::Trying | Phase::Testing { .. }, E::HubLost { msg }) => {
+                vec![A::Progress(Progress::new("ERROR", &msg, 100)), A::Rollback]
+            }
             // A timer of an earlier phase: stale.
             (Phase::Trying, E::CommitTimer { .. }) => Vec::new(),
             (

@@ -11,6 +11,11 @@ mod deadlines;
 mod drivers;
 mod engine_io;
 #[cfg(feature = "hub")]
+mod hub;
+#[cfg(not(feature = "hub"))]
+#[path = "hub_off.rs"]
+mod hub;
+#[cfg(feature = "hub")]
 pub mod hub_net;
 mod lifecycle;
 pub mod signals;
@@ -68,6 +73,9 @@ enum Due {
     BlinkOff,
     /// An update waiting for update locks looks again.
     LockedRun,
+    /// The hub client's wake-up or a hub connection's timeout (only the latest counts).
+    #[cfg_attr(not(feature = "hub"), allow(dead_code))]
+    Hub { generation: u64 },
 }
 
 struct Slot {
@@ -109,6 +117,11 @@ pub struct Reactor {
     purges: Vec<String>,
     /// An update held off by an update lock (revision, how to run it).
     locked_run: Option<(String, updates::RunMode)>,
+    /// `POST /v1/update` with `force`: the next switch ignores update locks.
+    force_switch: bool,
+    /// The Pantacor Hub client, when this device talks to a hub.
+    #[cfg_attr(not(feature = "hub"), allow(dead_code))]
+    hub: Option<hub::Hub>,
 }
 
 /// Bind the control socket at `path`. A stale socket file from a previous run is replaced, but
@@ -190,6 +203,8 @@ impl Reactor {
             proxies: xconnect::Proxies::default(),
             purges: Vec::new(),
             locked_run: None,
+            force_switch: false,
+            hub: None,
         })
     }
 
@@ -219,6 +234,11 @@ impl Reactor {
                     LISTENER => self.accept_all(now),
                     V1_LISTENER => self.accept_v1(now),
                     SIGNALS => self.handle_signals(now),
+                    Token(t) if t >= hub::HUB_BASE => {
+                        if self.hub_owns(event.token()) {
+                            self.hub_ready(event, now);
+                        }
+                    }
                     Token(t) if t >= xconnect::LISTENER_BASE => self.xconnect_event(t),
                     Token(t) if t >= CONSOLE_BASE => self.pump(t - CONSOLE_BASE, now),
                     Token(t) => self.drive(t - FIRST_CONN, now),
@@ -399,6 +419,7 @@ impl Reactor {
                 Due::Xconnect => {}
                 Due::BlinkOff => self.blink_off(),
                 Due::LockedRun => self.locked_run_due(now),
+                Due::Hub { generation } => self.hub_due(generation, now),
                 Due::ShutdownGrace => {
                     let mut fx = Effects::default();
                     self.containers.kill_all(self.poll.registry(), now, &mut fx);
@@ -421,7 +442,8 @@ impl Reactor {
                 | Due::Daemon { .. }
                 | Due::Xconnect
                 | Due::BlinkOff
-                | Due::LockedRun => true,
+                | Due::LockedRun
+                | Due::Hub { .. } => true,
             });
         }
     }

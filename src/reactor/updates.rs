@@ -76,11 +76,19 @@ impl Reactor {
         BootStore::new(self.api.device.storage.root())
     }
 
-    fn progress(&self, rev: &str, p: &Progress) {
+    /// Write a revision's progress, then tell the hub client (disk first: it wins).
+    fn progress(&mut self, rev: &str, p: &Progress) {
         if let Err(e) = self.api.device.storage.trails.write_progress(rev, p) {
             log::error!("update: cannot write the progress of {rev}: {e}");
         }
         log::info!("update {rev}: {} {}", p.status, p.status_msg);
+        self.hub_progress(rev, p);
+    }
+
+    /// A hub step whose objects are all here: run it as a local update would be run.
+    #[cfg_attr(not(feature = "hub"), allow(dead_code))]
+    pub(super) fn run_remote(&mut self, rev: &str, now: Instant) {
+        self.local_run(rev, RunMode::Auto, now);
     }
 
     /// Carry out the command `POST /commands` accepted.
@@ -106,7 +114,10 @@ impl Reactor {
             },
             Op::MakeFactory => self.make_factory(&cmd.payload),
             Op::UpdateMetadata => self.update_metadata(&cmd.payload),
-            Op::GoRemote => self.api.device.go_remote = true,
+            Op::GoRemote => {
+                self.api.device.go_remote = true;
+                self.start_hub(now);
+            }
             Op::EnableSsh | Op::DisableSsh => {
                 let result = if cmd.op == Op::EnableSsh {
                     self.api.daemons.start("sshd")
@@ -119,7 +130,8 @@ impl Reactor {
                 }
             }
             Op::XconnectGraph => self.reconcile_xconnect(true),
-            Op::DeferReboot | Op::Unclaim => {}
+            Op::Unclaim => self.hub_command(crate::engine::hub::HubEvent::Unclaim, now),
+            Op::DeferReboot => {}
         }
     }
 
@@ -217,9 +229,10 @@ impl Reactor {
             Transition::NonReboot { restart } => restart.clone(),
         };
         let run_dir = self.api.device.config.rundir();
+        let force = std::mem::take(&mut self.force_switch);
         if let Some(held) = affected
             .iter()
-            .find(|n| crate::api::v1::lock_held(&run_dir, n))
+            .find(|n| !force && crate::api::v1::lock_held(&run_dir, n))
         {
             log::warn!("update {rev}: {held} holds its update lock; trying again in 2 s");
             self.locked_run = Some((target.to_string(), mode));
@@ -391,7 +404,7 @@ impl Reactor {
     }
 
     /// Feed the revision machine (when an update is being tried) and carry out its actions.
-    fn update_event(&mut self, event: UpdateEvent, now: Instant) -> bool {
+    pub(super) fn update_event(&mut self, event: UpdateEvent, now: Instant) -> bool {
         let Some(update) = self.api.device.update.as_mut() else {
             return false;
         };
@@ -440,7 +453,8 @@ impl Reactor {
             .device
             .running
             .as_ref()
-            .is_some_and(|r| r.supervisor.stability_pending());
+            .is_some_and(|r| r.supervisor.stability_pending())
+            || self.hub_holds_commit();
         self.update_event(
             UpdateEvent::CommitTimer {
                 stability_pending: pending,

@@ -30,6 +30,10 @@ impl Reactor {
                     None => log::info!("v1: blink requested; this board has no identify LED"),
                 }
             }
+            Effect::Update { force } => {
+                self.force_switch |= force;
+                self.hub_command(crate::engine::hub::HubEvent::PollNow, now);
+            }
             Effect::Purge(name) => {
                 let actions = match self.api.device.running.as_mut() {
                     Some(run) => run.supervisor.stop(std::slice::from_ref(&name), now),

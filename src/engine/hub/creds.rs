@@ -55,6 +55,43 @@ impl Creds {
         c
     }
 
+    /// A credentials file's text with these credentials in it: the lines of `old` that are
+    /// not credentials are kept (intervals, proxy, the hub address), the credentials replace
+    /// theirs, and the hub address is added when the file had none.
+    pub fn merge_into(&self, old: &str, host: &str, port: u16) -> String {
+        let key_of = |line: &str| -> Option<String> {
+            let k = line.split_once('=')?.0.trim();
+            let k = ALIASES
+                .iter()
+                .find(|(alias, _)| alias.eq_ignore_ascii_case(k))
+                .map_or(k, |(_, name)| name);
+            Some(k.to_ascii_uppercase())
+        };
+        let mut out = String::new();
+        let (mut has_host, mut has_port) = (false, false);
+        for line in old.lines() {
+            match key_of(line).as_deref() {
+                Some("PH_CREDS_ID" | "PH_CREDS_PRN" | "PH_CREDS_SECRET") => continue,
+                Some("PH_CREDS_HOST") => has_host = true,
+                Some("PH_CREDS_PORT") => has_port = true,
+                _ => {}
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        if !has_host {
+            out.push_str(&format!("PH_CREDS_HOST={host}\n"));
+        }
+        if !has_port {
+            out.push_str(&format!("PH_CREDS_PORT={port}\n"));
+        }
+        out.push_str(&format!(
+            "PH_CREDS_ID={}\nPH_CREDS_PRN={}\nPH_CREDS_SECRET={}\n",
+            self.id, self.prn, self.secret
+        ));
+        out
+    }
+
     /// The file as the device writes it: the hub address, then the credentials, `PH_*` names.
     pub fn render(&self, host: &str, port: u16) -> String {
         format!(
@@ -84,6 +121,22 @@ mod tests {
     fn empty_values_mean_not_registered() {
         let c = Creds::parse("creds.host=api.pantahub.com\ncreds.id=\ncreds.prn=\ncreds.secret=\n");
         assert!(!c.is_registered());
+    }
+
+    #[test]
+    fn merging_keeps_other_keys_and_replaces_legacy_credentials() {
+        let old = "creds.host=hub\nPH_UPDATER_INTERVAL=7\ncreds.id=old\ncreds.secret=x\n";
+        let c = Creds {
+            id: "n".into(),
+            prn: "p".into(),
+            secret: "s".into(),
+        };
+        let text = c.merge_into(old, "ignored", 1);
+        assert!(text.contains("creds.host=hub\n"));
+        assert!(text.contains("PH_UPDATER_INTERVAL=7\n"));
+        assert!(!text.contains("old") && !text.contains("ignored"));
+        assert!(text.contains("PH_CREDS_PORT=1\n"));
+        assert_eq!(Creds::parse(&text), c);
     }
 
     #[test]

@@ -279,6 +279,7 @@ pub struct HubClient {
     reached_since_try: bool,
     testing_failed: bool,
     wake: Option<Instant>,
+    last_failed: bool,
     out: Vec<HubAction>,
 }
 
@@ -319,6 +320,7 @@ impl HubClient {
             reached_since_try: false,
             testing_failed: false,
             wake: None,
+            last_failed: false,
             out: Vec::new(),
         }
     }
@@ -331,6 +333,9 @@ impl HubClient {
     }
     pub fn is_online(&self) -> bool {
         self.online
+    }
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
     pub fn creds(&self) -> &Creds {
         &self.creds
@@ -349,9 +354,9 @@ impl HubClient {
             .as_ref()
             .map(|u| (u.rev.clone(), u.downloaded(), u.total()))
     }
-    /// The last update the client gave up on (WONTGO or ERROR before the switch).
+    /// The last update the client took ended WONTGO or ERROR before it could run.
     pub fn update_failed(&self) -> bool {
-        false
+        self.last_failed
     }
 
     /// Start: publish what is known and decide the first stage.
@@ -830,6 +835,11 @@ impl HubClient {
     }
 
     fn write_progress(&mut self, rev: &str, p: Progress) {
+        if matches!(p.status.as_str(), "WONTGO" | "ERROR") {
+            self.last_failed = true;
+        } else if p.status == "QUEUED" {
+            self.last_failed = false;
+        }
         self.out.push(HubAction::WriteProgress {
             rev: rev.to_string(),
             progress: p.clone(),
@@ -914,7 +924,7 @@ impl HubClient {
                 self.call(job, call);
             }
         }
-        let wake = self.next_wake();
+        let wake = self.next_wake(now);
         if wake != self.wake {
             self.wake = wake;
             if let Some(at) = wake {
@@ -1054,7 +1064,7 @@ impl HubClient {
         }
     }
 
-    fn next_wake(&self) -> Option<Instant> {
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
         let mut times: Vec<Instant> = Vec::new();
         if self.in_flight.is_none() {
             if let Some(t) = self.not_before {
@@ -1074,13 +1084,16 @@ impl HubClient {
         }
         if let Some((_, since)) = &self.try_since
             && !self.reached_since_try
+            && !self.testing_failed
         {
             times.push(*since + self.settings.network_timeout);
         }
         if let Some(t) = self.update.as_ref().and_then(|u| u.retry_at) {
             times.push(t);
         }
-        times.into_iter().min()
+        // A moment already past would wake the loop for nothing: what is due and could not
+        // go out waits for the answer in flight.
+        times.into_iter().filter(|t| *t > now).min()
     }
 }
 
