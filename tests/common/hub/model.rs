@@ -1,0 +1,487 @@
+//! What the test hub knows: devices, login tokens, auto-tokens, trails and their steps,
+//! objects with their blobs and signed-URL tokens, and pushed logs. Also how each record
+//! looks as JSON on the wire (field names and types as pantahub-base sends them).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use super::text;
+
+pub struct Device {
+    pub id: String,
+    pub prn: String,
+    pub nick: String,
+    pub owner: String,
+    pub secret: String,
+    pub challenge: String,
+    pub created: String,
+    pub modified: String,
+    pub user_meta: Map<String, Value>,
+    pub device_meta: Map<String, Value>,
+}
+
+/// A device login. It keeps the owner the device had when it logged in.
+#[derive(Clone)]
+pub struct Token {
+    pub device_id: String,
+    pub prn: String,
+    pub owner: String,
+    pub expires: Instant,
+}
+
+pub struct AutoToken {
+    pub owner: String,
+    pub user_meta: Map<String, Value>,
+}
+
+pub struct Trail {
+    pub id: String,
+    pub owner: String,
+    pub device: String,
+    pub factory_state: Value,
+    pub used_objects: Vec<String>,
+    pub last_insync: String,
+    pub last_touched: String,
+}
+
+pub struct Step {
+    pub trail_id: String,
+    pub rev: u64,
+    pub owner: String,
+    pub device: String,
+    pub commit_msg: String,
+    pub state: Value,
+    pub state_sha: String,
+    /// The progress as the hub stores it (decoded into its own fields).
+    pub progress: Value,
+    /// Every progress body a device sent for this step, in order, as sent.
+    pub progress_bodies: Vec<Value>,
+    pub used_objects: Vec<String>,
+    pub step_time: String,
+    pub progress_time: String,
+    pub created: String,
+    pub modified: String,
+}
+
+pub struct Object {
+    pub sha: String,
+    pub owner: String,
+    pub storage_id: String,
+    pub name: String,
+    pub size: u64,
+    /// The uploaded content; `None` until a PUT to its signed URL succeeded.
+    pub data: Option<Vec<u8>>,
+    pub created: String,
+    pub modified: String,
+}
+
+/// What a `/local-s3/<token>` URL grants.
+#[derive(Clone)]
+pub struct BlobGrant {
+    pub method: &'static str,
+    pub owner: String,
+    pub sha: String,
+    pub size: u64,
+    pub expires: Instant,
+}
+
+/// Signed URLs last a day, as the hub's do.
+const GRANT_TTL: Duration = Duration::from_secs(86_400);
+
+pub struct Model {
+    /// The account that `claim` gives devices to.
+    pub user_owner: String,
+    pub port: u16,
+    pub devices: Vec<Device>,
+    pub tokens: HashMap<String, Token>,
+    pub autotokens: HashMap<String, AutoToken>,
+    pub trails: BTreeMap<String, Trail>,
+    pub steps: BTreeMap<(String, u64), Step>,
+    /// Keyed by (owner, sha).
+    pub objects: BTreeMap<(String, String), Object>,
+    pub grants: HashMap<String, BlobGrant>,
+    pub logs: Vec<Value>,
+}
+
+/// The storage id of an owner's copy of an object.
+pub fn storage_id(owner: &str, sha: &str) -> String {
+    text::sha256_hex(format!("{owner}/{sha}").as_bytes())
+}
+
+/// A fresh step progress as the hub stores it.
+pub fn default_progress(status: &str, progress: i64) -> Value {
+    json!({
+        "progress": progress,
+        "downloads": {"total": obj_progress_zero(), "objects": null},
+        "status-msg": "",
+        "status": status,
+        "log": "",
+    })
+}
+
+pub fn obj_progress_zero() -> Value {
+    json!({"total_size": 0, "start_time": 0, "current_time": 0, "total_downloaded": 0})
+}
+
+impl Model {
+    pub fn new(user_owner: String, port: u16) -> Model {
+        Model {
+            user_owner,
+            port,
+            devices: Vec::new(),
+            tokens: HashMap::new(),
+            autotokens: HashMap::new(),
+            trails: BTreeMap::new(),
+            steps: BTreeMap::new(),
+            objects: BTreeMap::new(),
+            grants: HashMap::new(),
+            logs: Vec::new(),
+        }
+    }
+
+    pub fn device(&self, id: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.id == id)
+    }
+
+    pub fn device_mut(&mut self, id: &str) -> Option<&mut Device> {
+        self.devices.iter_mut().find(|d| d.id == id)
+    }
+
+    /// Registers a new device; with an auto-token's owner it is owned at once.
+    pub fn register(&mut self, secret: Option<String>, auto: Option<&str>) -> &Device {
+        let id = text::random_hex(24);
+        let now = text::rfc3339_now();
+        let (owner, user_meta, challenge, nick) = match auto.and_then(|t| self.autotokens.get(t)) {
+            Some(a) => (
+                a.owner.clone(),
+                a.user_meta.clone(),
+                String::new(),
+                text::petname2(),
+            ),
+            None => (
+                String::new(),
+                Map::new(),
+                text::petname3(),
+                text::unregistered_nick(),
+            ),
+        };
+        self.devices.push(Device {
+            prn: format!("prn:::devices:/{id}"),
+            id,
+            nick,
+            owner,
+            secret: secret.unwrap_or_else(|| text::random_alnum(15)),
+            challenge,
+            created: now.clone(),
+            modified: now,
+            user_meta,
+            device_meta: Map::new(),
+        });
+        self.devices.last().expect("just pushed")
+    }
+
+    /// Gives the device to the test user if `challenge` is its current, non-empty one.
+    pub fn claim_with(&mut self, id: &str, challenge: &str) -> bool {
+        let owner = self.user_owner.clone();
+        let Some(d) = self.device_mut(id) else {
+            return false;
+        };
+        if d.challenge.is_empty() || d.challenge != challenge {
+            return false;
+        }
+        d.owner = owner;
+        d.challenge.clear();
+        if d.nick.starts_with("__unregistered__") {
+            d.nick = text::petname2();
+        }
+        d.modified = text::rfc3339_now();
+        true
+    }
+
+    /// Makes the device unowned again, with a new challenge.
+    pub fn reset_claim(&mut self, id: &str) {
+        if let Some(d) = self.device_mut(id) {
+            d.owner.clear();
+            d.challenge = text::petname3();
+            d.modified = text::rfc3339_now();
+        }
+    }
+
+    /// A login token for the device with this prn and secret.
+    pub fn login(&mut self, prn: &str, secret: &str, ttl: Duration) -> Option<String> {
+        if !prn.starts_with("prn:::devices:") {
+            return None;
+        }
+        let d = self.devices.iter().find(|d| d.prn == prn)?;
+        if d.secret != secret {
+            return None;
+        }
+        let token = format!("tern-hub-{}", text::random_hex(40));
+        let t = Token {
+            device_id: d.id.clone(),
+            prn: d.prn.clone(),
+            owner: d.owner.clone(),
+            expires: Instant::now() + ttl,
+        };
+        self.tokens.insert(token.clone(), t);
+        Some(token)
+    }
+
+    /// The token's login, if it is known and not expired.
+    pub fn token(&self, token: &str) -> Option<Token> {
+        self.tokens
+            .get(token)
+            .filter(|t| t.expires > Instant::now())
+            .cloned()
+    }
+
+    pub fn expire_all_tokens(&mut self) {
+        let now = Instant::now();
+        for t in self.tokens.values_mut() {
+            t.expires = now;
+        }
+    }
+
+    /// Stores an already-uploaded object for `owner`; returns its sha.
+    pub fn add_object(&mut self, owner: &str, name: &str, data: Vec<u8>) -> String {
+        let sha = text::sha256_hex(&data);
+        let now = text::rfc3339_now();
+        let obj = Object {
+            sha: sha.clone(),
+            owner: owner.to_string(),
+            storage_id: storage_id(owner, &sha),
+            name: name.to_string(),
+            size: data.len() as u64,
+            data: Some(data),
+            created: now.clone(),
+            modified: now,
+        };
+        self.objects.insert((owner.to_string(), sha.clone()), obj);
+        sha
+    }
+
+    fn grant(&mut self, method: &'static str, obj: &Object) -> String {
+        let tok = text::random_hex(48);
+        self.grants.insert(
+            tok.clone(),
+            BlobGrant {
+                method,
+                owner: obj.owner.clone(),
+                sha: obj.sha.clone(),
+                size: obj.size,
+                expires: Instant::now() + GRANT_TTL,
+            },
+        );
+        format!("https://localhost:{}/local-s3/{tok}", self.port)
+    }
+
+    /// The `ObjectWithAccess` JSON of (owner, sha), with fresh signed URLs.
+    pub fn object_with_access(&mut self, owner: &str, sha: &str) -> Option<Value> {
+        let key = (owner.to_string(), sha.to_string());
+        let obj = self.objects.remove(&key)?;
+        let put = self.grant("PUT", &obj);
+        let get = self.grant("GET", &obj);
+        let v = json!({
+            "id": obj.sha,
+            "storage-id": obj.storage_id,
+            "owner": obj.owner,
+            "objectname": obj.name,
+            "sha256sum": obj.sha,
+            "size": obj.size.to_string(),
+            "sizeint": obj.size,
+            "mime-type": "",
+            "time-created": obj.created,
+            "time-modified": obj.modified,
+            "signed-puturl": put,
+            "signed-geturl": get,
+            "now": text::unix_now().to_string(),
+            "expire-time": "15",
+        });
+        self.objects.insert(key, obj);
+        Some(v)
+    }
+
+    /// True if `owner` has the object with its content uploaded.
+    pub fn has_blob(&self, owner: &str, sha: &str) -> bool {
+        self.objects
+            .get(&(owner.to_string(), sha.to_string()))
+            .is_some_and(|o| o.data.is_some())
+    }
+
+    pub fn blob(&self, owner: &str, sha: &str) -> Option<&Vec<u8>> {
+        self.objects
+            .get(&(owner.to_string(), sha.to_string()))?
+            .data
+            .as_ref()
+    }
+
+    /// The storage ids of the owner's objects that `state` names; an error names the first
+    /// key whose value is not one of them.
+    pub fn state_objects(
+        &self,
+        owner: &str,
+        state: &Map<String, Value>,
+    ) -> Result<Vec<String>, String> {
+        let mut used = Vec::new();
+        for (k, v) in state {
+            if k == "#spec" || k.ends_with(".json") {
+                continue;
+            }
+            let sha = v.as_str().ok_or_else(|| format!("{k}: not a sha"))?;
+            if !text::is_sha256(sha)
+                || !self
+                    .objects
+                    .contains_key(&(owner.to_string(), sha.to_string()))
+            {
+                return Err(format!("{k}: no object {sha}"));
+            }
+            used.push(storage_id(owner, sha));
+        }
+        Ok(used)
+    }
+}
+
+impl Model {
+    /// Creates the device's trail from its factory state, with step 0 DONE.
+    pub fn create_trail(
+        &mut self,
+        device_id: &str,
+        owner: &str,
+        state: Value,
+    ) -> Result<&Trail, String> {
+        let prn = format!("prn:::devices:/{device_id}");
+        if self.trails.contains_key(device_id) {
+            return Err("duplicate key error: trail exists".into());
+        }
+        let used = {
+            let map = state.as_object().ok_or("state is not an object")?;
+            match map.get("#spec").and_then(Value::as_str) {
+                Some(
+                    "pantavisor-multi-platform@1"
+                    | "pantavisor-service-embed@1"
+                    | "pantavisor-service-system@1",
+                ) => {}
+                _ => return Err("unsupported or missing #spec".into()),
+            }
+            self.state_objects(owner, map)?
+        };
+        let now = text::rfc3339_now();
+        self.trails.insert(
+            device_id.to_string(),
+            Trail {
+                id: device_id.to_string(),
+                owner: owner.to_string(),
+                device: prn,
+                factory_state: state.clone(),
+                used_objects: used,
+                last_insync: now.clone(),
+                last_touched: now,
+            },
+        );
+        self.add_step(
+            device_id,
+            0,
+            state,
+            "Factory State (rev 0)",
+            default_progress("DONE", 100),
+        )?;
+        Ok(&self.trails[device_id])
+    }
+
+    /// Adds step `rev` to the device's trail.
+    pub fn add_step(
+        &mut self,
+        device_id: &str,
+        rev: u64,
+        state: Value,
+        commit_msg: &str,
+        progress: Value,
+    ) -> Result<(), String> {
+        let trail = self
+            .trails
+            .get(device_id)
+            .ok_or("no trail for this device")?;
+        let key = (device_id.to_string(), rev);
+        if self.steps.contains_key(&key) {
+            return Err(format!("step {rev} exists"));
+        }
+        let used = match state.as_object() {
+            Some(map) => self.state_objects(&trail.owner, map).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let now = text::rfc3339_now();
+        let step = Step {
+            trail_id: device_id.to_string(),
+            rev,
+            owner: trail.owner.clone(),
+            device: trail.device.clone(),
+            commit_msg: commit_msg.to_string(),
+            state_sha: text::sha256_hex(state.to_string().as_bytes()),
+            state,
+            progress,
+            progress_bodies: Vec::new(),
+            used_objects: used,
+            step_time: now.clone(),
+            progress_time: now.clone(),
+            created: now.clone(),
+            modified: now,
+        };
+        self.steps.insert(key, step);
+        Ok(())
+    }
+}
+
+pub fn device_json(d: &Device, with_secret: bool) -> Value {
+    json!({
+        "id": d.id,
+        "prn": d.prn,
+        "nick": d.nick,
+        "owner": d.owner,
+        "secret": if with_secret { d.secret.as_str() } else { "" },
+        "time-created": d.created,
+        "time-modified": d.modified,
+        "challenge": d.challenge,
+        "public": false,
+        "user-meta": d.user_meta,
+        "device-meta": d.device_meta,
+        "garbage": false,
+        "mark_public_processed": false,
+    })
+}
+
+pub fn trail_json(t: &Trail) -> Value {
+    json!({
+        "id": t.id,
+        "owner": t.owner,
+        "device": t.device,
+        "last-insync": t.last_insync,
+        "last-touched": t.last_touched,
+        "factory-state": t.factory_state,
+        "used_objects": t.used_objects,
+    })
+}
+
+pub fn step_json(s: &Step) -> Value {
+    json!({
+        "id": format!("{}-{}", s.trail_id, s.rev),
+        "owner": s.owner,
+        "device": s.device,
+        "committer": s.owner,
+        "trail-id": s.trail_id,
+        "rev": s.rev,
+        "commit-msg": s.commit_msg,
+        "state": s.state,
+        "state-sha": s.state_sha,
+        "progress": s.progress,
+        "step-time": s.step_time,
+        "progress-time": s.progress_time,
+        "meta": {},
+        "used_objects": s.used_objects,
+        "mark_public_processed": false,
+        "garbage": false,
+        "time-created": s.created,
+        "time-modified": s.modified,
+    })
+}

@@ -1,0 +1,255 @@
+//! The test hub's device API: which handler answers which method and path, the bearer
+//! token check, and the handlers for registration, login, the device record, its
+//! metadata, and log push. Trails and objects have modules of their own.
+
+use serde_json::{Map, Value, json};
+
+use super::message::{Request, Response};
+use super::model::{self, Token};
+use super::shared::Shared;
+use super::{objects, text, trails};
+
+enum Route<'a> {
+    Register,
+    Login,
+    LocalS3(&'a str),
+    GetDevice(&'a str),
+    UserMeta(&'a str),
+    DeviceMeta(&'a str),
+    ListTrails,
+    PostTrail,
+    Steps(&'a str),
+    Progress(&'a str, &'a str),
+    GetObject(&'a str),
+    PostObject,
+    PostLogs,
+}
+
+fn find<'a>(method: &str, path: &'a str) -> Option<Route<'a>> {
+    let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    Some(match (method, segs.as_slice()) {
+        ("POST", ["devices", ""]) => Route::Register,
+        ("POST", ["auth", "login"]) => Route::Login,
+        ("GET" | "PUT", ["local-s3", tok]) if !tok.is_empty() => Route::LocalS3(tok),
+        ("GET", ["devices", id]) if !id.is_empty() => Route::GetDevice(id),
+        ("GET", ["devices", id, "user-meta"]) => Route::UserMeta(id),
+        ("PUT" | "PATCH", ["devices", id, "device-meta"]) => Route::DeviceMeta(id),
+        ("GET", ["trails", ""]) => Route::ListTrails,
+        ("POST", ["trails", ""]) => Route::PostTrail,
+        ("GET", ["trails", id, "steps"]) => Route::Steps(id),
+        ("PUT", ["trails", id, "steps", rev, "progress"]) => Route::Progress(id, rev),
+        ("GET", ["objects", sha]) if !sha.is_empty() => Route::GetObject(sha),
+        ("POST", ["objects", ""]) => Route::PostObject,
+        ("POST", ["logs", ""]) => Route::PostLogs,
+        _ => return None,
+    })
+}
+
+/// Answers one request (faults already applied).
+pub fn route(hub: &Shared, req: &Request) -> Response {
+    let Some(route) = find(&req.method, req.path()) else {
+        return Response::error(404, "Not Found");
+    };
+    match route {
+        Route::Register => return register(hub, req),
+        Route::Login => return login(hub, req),
+        Route::LocalS3(tok) => return objects::local_s3(hub, req, tok),
+        _ => {}
+    }
+    let tok = match authenticate(hub, req) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match route {
+        Route::GetDevice(id) => get_device(hub, &tok, id),
+        Route::UserMeta(id) => user_meta(hub, req, &tok, id),
+        Route::DeviceMeta(id) => device_meta(hub, req, &tok, id),
+        Route::ListTrails => trails::list(hub, &tok),
+        Route::PostTrail => trails::create(hub, req, &tok),
+        Route::Steps(id) => trails::steps(hub, req, &tok, id),
+        Route::Progress(id, rev) => trails::progress(hub, req, &tok, id, rev),
+        Route::GetObject(sha) => objects::get(hub, &tok, sha),
+        Route::PostObject => objects::create(hub, req, &tok),
+        Route::PostLogs => post_logs(hub, req, &tok),
+        Route::Register | Route::Login | Route::LocalS3(_) => Response::error(500, "unreachable"),
+    }
+}
+
+/// The login behind `Authorization: Bearer <token>`, or a 401.
+fn authenticate(hub: &Shared, req: &Request) -> Result<Token, Response> {
+    let bearer = req.header("Authorization").and_then(|h| {
+        let (scheme, tok) = h.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("Bearer").then(|| tok.trim())
+    });
+    let Some(bearer) = bearer else {
+        return Err(Response::error(
+            401,
+            "Authorization header is empty or malformed",
+        ));
+    };
+    hub.model()
+        .token(bearer)
+        .ok_or_else(|| Response::error(401, "Token is expired or not valid"))
+}
+
+fn no_user_agent(req: &Request) -> bool {
+    req.header("User-Agent")
+        .is_none_or(|ua| ua.trim().is_empty())
+}
+
+fn register(hub: &Shared, req: &Request) -> Response {
+    if no_user_agent(req) {
+        return Response::error(403, "Incompatible Client; upgrade pantavisor");
+    }
+    let mut secret = None;
+    if !req.body.iter().all(u8::is_ascii_whitespace) {
+        let Some(Value::Object(body)) = req.json() else {
+            return Response::error(400, "Error decoding json payload");
+        };
+        secret = body
+            .get("secret")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(String::from);
+    }
+    let auto = req
+        .header("Pantahub-Devices-Auto-Token-V1")
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let mut m = hub.model();
+    if let Some(t) = auto
+        && !m.autotokens.contains_key(t)
+    {
+        return Response::error(400, "Invalid Auto Token");
+    }
+    let d = m.register(secret, auto);
+    Response::ok(&model::device_json(d, true))
+}
+
+fn login(hub: &Shared, req: &Request) -> Response {
+    if no_user_agent(req) {
+        return Response::error(403, "Incompatible Client; upgrade pantavisor");
+    }
+    let Some(Value::Object(body)) = req.json() else {
+        return Response::error(400, "Error decoding json payload");
+    };
+    let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
+    match hub
+        .model()
+        .login(field("username"), field("password"), hub.opts.token_ttl)
+    {
+        Some(token) => Response::ok(&json!({ "token": token })),
+        None => Response::error(401, "Incorrect Username or Password"),
+    }
+}
+
+/// The device may only see and change itself.
+fn own_device(hub: &Shared, tok: &Token, id: &str) -> Result<(), Response> {
+    if tok.device_id == id {
+        return Ok(());
+    }
+    if hub.model().device(id).is_none() {
+        return Err(Response::error(404, "Not Found"));
+    }
+    Err(Response::error(403, "No Access to Device"))
+}
+
+fn get_device(hub: &Shared, tok: &Token, id: &str) -> Response {
+    if let Err(r) = own_device(hub, tok, id) {
+        return r;
+    }
+    match hub.model().device(id) {
+        Some(d) => Response::ok(&model::device_json(d, false)),
+        None => Response::error(404, "Not Found"),
+    }
+}
+
+fn user_meta(hub: &Shared, req: &Request, tok: &Token, id: &str) -> Response {
+    if let Err(r) = own_device(hub, tok, id) {
+        return r;
+    }
+    let Some(meta) = hub
+        .model()
+        .device(id)
+        .map(|d| Value::Object(d.user_meta.clone()))
+    else {
+        return Response::error(404, "Not Found");
+    };
+    if !hub.opts.etag_user_meta {
+        return Response::ok(&meta);
+    }
+    let etag = format!(
+        "\"{}\"",
+        &text::sha256_hex(meta.to_string().as_bytes())[..32]
+    );
+    if req
+        .header("If-None-Match")
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        let mut r = Response::new(304, "application/json; charset=utf-8", Vec::new());
+        r.headers.clear();
+        return r.with_header("ETag", &etag);
+    }
+    Response::ok(&meta).with_header("ETag", &etag)
+}
+
+fn device_meta(hub: &Shared, req: &Request, tok: &Token, id: &str) -> Response {
+    if let Err(r) = own_device(hub, tok, id) {
+        return r;
+    }
+    let Some(Value::Object(body)) = req.json() else {
+        return Response::error(400, "Error decoding json payload");
+    };
+    let mut m = hub.model();
+    let Some(d) = m.device_mut(id) else {
+        return Response::error(404, "Not Found");
+    };
+    if req.method == "PUT" {
+        d.device_meta = body;
+    } else {
+        merge(&mut d.device_meta, body);
+    }
+    d.modified = text::rfc3339_now();
+    Response::status_ok()
+}
+
+/// Merges `patch` into `into`; a `null` value deletes the key.
+pub fn merge(into: &mut Map<String, Value>, patch: Map<String, Value>) {
+    for (k, v) in patch {
+        if v.is_null() {
+            into.remove(&k);
+        } else {
+            into.insert(k, v);
+        }
+    }
+}
+
+fn post_logs(hub: &Shared, req: &Request, tok: &Token) -> Response {
+    if tok.owner.is_empty() {
+        return Response::error(403, "Device has no owner");
+    }
+    let entries = match req.json() {
+        Some(Value::Array(a)) => a,
+        Some(v @ Value::Object(_)) => vec![v],
+        _ => return Response::error(400, "Error decoding json payload"),
+    };
+    let mut stored = Vec::with_capacity(entries.len());
+    for e in entries {
+        let Value::Object(mut e) = e else {
+            return Response::error(400, "Error decoding json payload");
+        };
+        e.insert("id".into(), json!(text::random_hex(24)));
+        e.insert("dev".into(), json!(tok.prn));
+        e.insert("own".into(), json!(tok.owner));
+        e.insert("time-created".into(), json!(text::rfc3339_now()));
+        if e.get("lvl")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            e.insert("lvl".into(), json!("INFO"));
+        }
+        stored.push(Value::Object(e));
+    }
+    hub.model().logs.extend(stored);
+    Response::status_ok()
+}
