@@ -111,8 +111,13 @@ fn a_device_goes_from_registration_to_an_update_on_one_connection() {
         Some(id.clone())
     );
 
-    // An unowned device logs in; its GET shows the challenge, never the secret.
+    // An unowned device logs in (a token shaped like the hub's RS256 JWTs); its GET shows
+    // the challenge, never the secret.
     let early = login(&mut c, &dev);
+    let parts: Vec<&str> = early.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts[0], "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9");
+    assert!(early.len() > 400, "{early}");
     let r = c.get(&format!("/devices/{id}"), &early).unwrap();
     assert_eq!(r.status, 200);
     let got = r.json();
@@ -143,6 +148,7 @@ fn a_device_goes_from_registration_to_an_update_on_one_connection() {
     assert_eq!(o["sizeint"], json!(blob.len()));
     let put_url = o["signed-puturl"].as_str().unwrap();
     assert!(put_url.starts_with(&format!("https://localhost:{}/local-s3/", hub.port())));
+    assert_eq!(put_url.rsplit('/').next().unwrap().split('.').count(), 3);
     let r = c
         .request(
             "PUT",
@@ -356,6 +362,43 @@ fn registration_login_and_claim_rules() {
         .unwrap();
     assert_error_shape(&r, 403);
 
+    // The user's claim over HTTP: a wrong challenge or a device's token is 403.
+    let user = hub.user_token();
+    let chal = hub.device(id).unwrap()["challenge"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c
+        .send_json(
+            "PUT",
+            &format!("/devices/{id}?challenge=nope"),
+            &user,
+            &json!({}),
+        )
+        .unwrap();
+    assert_error_shape(&r, 403);
+    let r = c
+        .send_json(
+            "PUT",
+            &format!("/devices/{id}?challenge={chal}"),
+            &t,
+            &json!({}),
+        )
+        .unwrap();
+    assert_error_shape(&r, 403);
+    let auth = format!("Bearer {user}");
+    let r = c
+        .request(
+            "PUT",
+            &format!("/devices/{id}?challenge={chal}"),
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["owner"], json!(hub.owner()));
+    hub.reset_claim(id);
+
     // Claim, then reset: a new challenge, owner "" again.
     let first = hub.device(id).unwrap()["challenge"]
         .as_str()
@@ -378,7 +421,7 @@ fn registration_login_and_claim_rules() {
 #[test]
 fn tokens_expire() {
     let hub = TestHub::start_with(HubOpts {
-        token_ttl: Duration::from_millis(300),
+        token_ttl: Duration::from_secs(1),
         ..HubOpts::default()
     });
     let mut c = hub.client();
@@ -394,7 +437,7 @@ fn tokens_expire() {
     let dev = hub.device(&id).unwrap();
     let t2 = login(&mut c, &dev);
     assert_eq!(c.get("/trails/", &t2).unwrap().status, 200);
-    std::thread::sleep(Duration::from_millis(350));
+    std::thread::sleep(Duration::from_millis(1100));
     assert_error_shape(&c.get("/trails/", &t2).unwrap(), 401);
 }
 
@@ -572,6 +615,7 @@ fn http_framing_keep_alive_chunked_and_close() {
     assert_eq!(r.header("Connection"), Some("close"));
     assert!(c.is_closed());
     assert_eq!(hub.stats().connections, 1);
+    assert!(hub.wait_until(Duration::from_secs(2), |h| !h.connection_stats()[0].open));
 
     // A new connection is counted; several requests stay on it.
     let mut c2 = hub.client();
@@ -581,8 +625,16 @@ fn http_framing_keep_alive_chunked_and_close() {
     let conns = hub.connection_stats();
     assert_eq!(conns.len(), 2);
     assert_eq!(conns[1].requests, 3);
-    assert!(!conns[0].open && conns[1].open);
+    assert!(conns[1].open);
     assert_eq!(hub.stats().handshakes, 2);
+
+    // HTTP/1.0, as the legacy device library speaks it: answered, then closed.
+    let raw = b"POST /devices/ HTTP/1.0\r\nUser-Agent: legacy/1\r\nContent-Type: application/json\r\n\r\n";
+    let r = c2.send_raw(raw).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert_eq!(r.json()["owner"], json!(""));
+    assert!(c2.is_closed());
 }
 
 #[test]
@@ -647,7 +699,6 @@ fn fail_and_stall_faults() {
     // A stall longer than the client waits: the read times out.
     hub.stall("/trails/", Duration::from_millis(400));
     c.set_timeout(Duration::from_millis(100));
-    let started = Instant::now();
     let e = c.get("/trails/", &t).err().unwrap();
     assert!(
         matches!(
@@ -656,7 +707,6 @@ fn fail_and_stall_faults() {
         ),
         "{e:?}"
     );
-    assert!(started.elapsed() < Duration::from_millis(350));
     let mut c2 = hub.client();
     let started = Instant::now();
     assert_eq!(c2.get("/trails/", &t).unwrap().status, 200);
@@ -664,7 +714,7 @@ fn fail_and_stall_faults() {
     hub.stall("/trails/", Duration::ZERO);
     let started = Instant::now();
     assert_eq!(c2.get("/trails/", &t).unwrap().status, 200);
-    assert!(started.elapsed() < Duration::from_millis(300));
+    assert!(started.elapsed() < Duration::from_millis(390));
 }
 
 #[test]

@@ -118,6 +118,14 @@ impl HubClient {
         self.read_reply()
     }
 
+    /// Sends `raw` bytes as they are (a whole request, framed by the caller) and reads the
+    /// answer.
+    pub fn send_raw(&mut self, raw: &[u8]) -> io::Result<HubReply> {
+        self.tls.write_all(raw)?;
+        self.tls.flush()?;
+        self.read_reply()
+    }
+
     /// GET with a bearer token.
     pub fn get(&mut self, target: &str, token: &str) -> io::Result<HubReply> {
         let auth = format!("Bearer {token}");

@@ -207,6 +207,12 @@ impl TestHub {
         self.shared.model().reset_claim(id);
     }
 
+    /// A bearer token of the test user, for the user's own calls over HTTP (the claim
+    /// `PUT /devices/<id>?challenge=<c>`, objects).
+    pub fn user_token(&self) -> String {
+        self.shared.model().user_token(self.shared.opts.token_ttl)
+    }
+
     /// Every login token now fails with 401.
     pub fn expire_all_tokens(&self) {
         self.shared.model().expire_all_tokens();

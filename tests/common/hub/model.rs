@@ -22,7 +22,8 @@ pub struct Device {
     pub device_meta: Map<String, Value>,
 }
 
-/// A device login. It keeps the owner the device had when it logged in.
+/// A login. A device's keeps the owner the device had when it logged in; the test user's
+/// has no device id.
 #[derive(Clone)]
 pub struct Token {
     pub device_id: String,
@@ -125,6 +126,12 @@ pub fn obj_progress_zero() -> Value {
     json!({"total_size": 0, "start_time": 0, "current_time": 0, "total_downloaded": 0})
 }
 
+impl Token {
+    pub fn is_device(&self) -> bool {
+        !self.device_id.is_empty()
+    }
+}
+
 impl Model {
     pub fn new(user_owner: String, port: u16) -> Model {
         Model {
@@ -218,7 +225,19 @@ impl Model {
         if d.secret != secret {
             return None;
         }
-        let token = format!("tern-hub-{}", text::random_hex(40));
+        let now = text::unix_now();
+        let claims = json!({
+            "exp": now + ttl.as_secs(),
+            "id": d.prn,
+            "nick": d.nick,
+            "orig_iat": now,
+            "owner": d.owner,
+            "prn": d.prn,
+            "roles": "device",
+            "scopes": "prn:pantahub.com:apis:/base/all",
+            "type": "DEVICE",
+        });
+        let token = text::jwt_like("RS256", &claims, 256);
         let t = Token {
             device_id: d.id.clone(),
             prn: d.prn.clone(),
@@ -227,6 +246,28 @@ impl Model {
         };
         self.tokens.insert(token.clone(), t);
         Some(token)
+    }
+
+    /// A token of the test user (for the user's own calls, like a claim over HTTP).
+    pub fn user_token(&mut self, ttl: Duration) -> String {
+        let now = text::unix_now();
+        let claims = json!({
+            "exp": now + ttl.as_secs(),
+            "id": self.user_owner,
+            "orig_iat": now,
+            "prn": self.user_owner,
+            "roles": "user",
+            "type": "USER",
+        });
+        let token = text::jwt_like("RS256", &claims, 256);
+        let t = Token {
+            device_id: String::new(),
+            prn: self.user_owner.clone(),
+            owner: self.user_owner.clone(),
+            expires: Instant::now() + ttl,
+        };
+        self.tokens.insert(token.clone(), t);
+        token
     }
 
     /// The token's login, if it is known and not expired.
@@ -263,7 +304,20 @@ impl Model {
     }
 
     fn grant(&mut self, method: &'static str, obj: &Object) -> String {
-        let tok = text::random_hex(48);
+        let now = text::unix_now();
+        let issuer = format!("https://localhost:{}/objects", self.port);
+        let claims = json!({
+            "aud": obj.storage_id,
+            "exp": now + GRANT_TTL.as_secs(),
+            "iat": now,
+            "iss": issuer,
+            "sub": obj.owner,
+            "DispositionName": obj.name,
+            "Size": obj.size,
+            "Method": method,
+            "Sha": obj.sha,
+        });
+        let tok = text::jwt_like("HS256", &claims, 32);
         self.grants.insert(
             tok.clone(),
             BlobGrant {

@@ -14,6 +14,7 @@ enum Route<'a> {
     Login,
     LocalS3(&'a str),
     GetDevice(&'a str),
+    ClaimDevice(&'a str),
     UserMeta(&'a str),
     DeviceMeta(&'a str),
     ListTrails,
@@ -32,6 +33,7 @@ fn find<'a>(method: &str, path: &'a str) -> Option<Route<'a>> {
         ("POST", ["auth", "login"]) => Route::Login,
         ("GET" | "PUT", ["local-s3", tok]) if !tok.is_empty() => Route::LocalS3(tok),
         ("GET", ["devices", id]) if !id.is_empty() => Route::GetDevice(id),
+        ("PUT", ["devices", id]) if !id.is_empty() => Route::ClaimDevice(id),
         ("GET", ["devices", id, "user-meta"]) => Route::UserMeta(id),
         ("PUT" | "PATCH", ["devices", id, "device-meta"]) => Route::DeviceMeta(id),
         ("GET", ["trails", ""]) => Route::ListTrails,
@@ -62,6 +64,7 @@ pub fn route(hub: &Shared, req: &Request) -> Response {
     };
     match route {
         Route::GetDevice(id) => get_device(hub, &tok, id),
+        Route::ClaimDevice(id) => claim(hub, req, &tok, id),
         Route::UserMeta(id) => user_meta(hub, req, &tok, id),
         Route::DeviceMeta(id) => device_meta(hub, req, &tok, id),
         Route::ListTrails => trails::list(hub, &tok),
@@ -143,15 +146,33 @@ fn login(hub: &Shared, req: &Request) -> Response {
     }
 }
 
-/// The device may only see and change itself.
+/// A device may only see and change itself; the user, the devices it owns.
 fn own_device(hub: &Shared, tok: &Token, id: &str) -> Result<(), Response> {
-    if tok.device_id == id {
+    if tok.is_device() && tok.device_id == id {
         return Ok(());
     }
-    if hub.model().device(id).is_none() {
-        return Err(Response::error(404, "Not Found"));
+    match hub.model().device(id) {
+        None => Err(Response::error(404, "Not Found")),
+        Some(d) if !tok.is_device() && d.owner == tok.prn => Ok(()),
+        Some(_) => Err(Response::error(403, "No Access to Device")),
     }
-    Err(Response::error(403, "No Access to Device"))
+}
+
+/// `PUT /devices/<id>?challenge=<c>` by the user.
+fn claim(hub: &Shared, req: &Request, tok: &Token, id: &str) -> Response {
+    let challenge = text::query_pairs(req.query())
+        .into_iter()
+        .find(|(k, _)| k == "challenge")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let mut m = hub.model();
+    if tok.is_device() || tok.prn != m.user_owner || !m.claim_with(id, &challenge) {
+        return Response::error(403, "No Access to Device");
+    }
+    match m.device(id) {
+        Some(d) => Response::ok(&model::device_json(d, true)),
+        None => Response::error(404, "Not Found"),
+    }
 }
 
 fn get_device(hub: &Shared, tok: &Token, id: &str) -> Response {
@@ -194,6 +215,9 @@ fn user_meta(hub: &Shared, req: &Request, tok: &Token, id: &str) -> Response {
 }
 
 fn device_meta(hub: &Shared, req: &Request, tok: &Token, id: &str) -> Response {
+    if !tok.is_device() {
+        return Response::error(400, "Only devices can update device-meta");
+    }
     if let Err(r) = own_device(hub, tok, id) {
         return r;
     }
@@ -225,7 +249,7 @@ pub fn merge(into: &mut Map<String, Value>, patch: Map<String, Value>) {
 }
 
 fn post_logs(hub: &Shared, req: &Request, tok: &Token) -> Response {
-    if tok.owner.is_empty() {
+    if !tok.is_device() || tok.owner.is_empty() {
         return Response::error(403, "Device has no owner");
     }
     let entries = match req.json() {

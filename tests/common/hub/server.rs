@@ -87,6 +87,25 @@ fn serve(hub: &Shared, id: u64, sock: TcpStream, config: Arc<ServerConfig>) {
     }
     tls.conn.send_close_notify();
     let _ = tls.flush();
+    linger(hub, &mut tls.sock);
+}
+
+/// Closes our side, then reads until the client closes too (briefly), so that data it
+/// sent last does not turn our close into a reset that could destroy our last answer.
+fn linger(hub: &Shared, sock: &mut TcpStream) {
+    if hub.halted() || sock.shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let end = Instant::now() + Duration::from_millis(500);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end && !hub.halted() {
+        match sock.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Reads more plaintext into `carry`; false at the end of the stream.
@@ -238,14 +257,15 @@ fn read_chunked(hub: &Shared, id: u64, tls: &mut Tls, carry: &mut Vec<u8>) -> io
     }
 }
 
+/// Counts, then writes: a test that has read an answer sees it counted already.
 fn write_all(hub: &Shared, id: u64, tls: &mut Tls, data: &[u8]) -> io::Result<()> {
-    tls.write_all(data)?;
-    tls.flush()?;
     hub.count_out(id, data.len());
-    Ok(())
+    tls.write_all(data)?;
+    tls.flush()
 }
 
-/// Applies faults, routes, writes the answer and logs it; false to close the connection.
+/// Applies faults, routes, logs the answer and writes it (in that order, so a test that
+/// has read an answer finds it in the log); false to close the connection.
 fn answer(hub: &Shared, id: u64, tls: &mut Tls, req: Request) -> bool {
     let stall = hub.faults().stall_for(&req.target);
     if let Some(d) = stall
@@ -272,8 +292,6 @@ fn answer(hub: &Shared, id: u64, tls: &mut Tls, req: Request) -> bool {
     let sent = resp.cut_at.unwrap_or(resp.body.len()).min(resp.body.len());
     let mut out = head.into_bytes();
     out.extend_from_slice(&resp.body[..sent]);
-    let ok = write_all(hub, id, tls, &out).is_ok();
-
     hub.record(Logged {
         conn: id,
         method: req.method,
@@ -284,6 +302,7 @@ fn answer(hub: &Shared, id: u64, tls: &mut Tls, req: Request) -> bool {
         resp_len: sent,
         at: Instant::now(),
     });
+    let ok = write_all(hub, id, tls, &out).is_ok();
     if resp.cut_at.is_some() {
         // Close without close_notify, as a dropped connection would.
         let _ = tls.sock.shutdown(std::net::Shutdown::Both);

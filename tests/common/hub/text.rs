@@ -170,3 +170,31 @@ pub fn error_body(status: u16, msg: &str) -> Vec<u8> {
     .to_string()
     .into_bytes()
 }
+
+/// Base64url without padding, the alphabet of JWT parts.
+pub fn base64url(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// A token shaped and sized like the hub's JWTs: `header.claims.signature`, the
+/// signature random. The hub looks tokens up; nothing verifies the signature.
+pub fn jwt_like(alg: &str, claims: &serde_json::Value, signature_len: usize) -> String {
+    let header = serde_json::json!({"alg": alg, "typ": "JWT"});
+    format!(
+        "{}.{}.{}",
+        base64url(header.to_string().as_bytes()),
+        base64url(claims.to_string().as_bytes()),
+        base64url(&random_bytes(signature_len))
+    )
+}

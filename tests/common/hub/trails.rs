@@ -21,7 +21,7 @@ pub fn list(hub: &Shared, tok: &Token) -> Response {
 }
 
 pub fn create(hub: &Shared, req: &Request, tok: &Token) -> Response {
-    if tok.owner.is_empty() {
+    if !tok.is_device() || tok.owner.is_empty() {
         return Response::error(403, "Device has no owner");
     }
     let Some(state) = req.json() else {
@@ -112,6 +112,9 @@ pub fn steps(hub: &Shared, req: &Request, tok: &Token, trail_id: &str) -> Respon
 }
 
 pub fn progress(hub: &Shared, req: &Request, tok: &Token, trail_id: &str, rev: &str) -> Response {
+    if !tok.is_device() {
+        return Response::error(403, "Only devices can report progress");
+    }
     let Some(body) = req.json() else {
         return Response::error(400, "Error decoding json payload");
     };
