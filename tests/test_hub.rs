@@ -635,6 +635,14 @@ fn http_framing_keep_alive_chunked_and_close() {
     assert_eq!(r.header("Connection"), Some("close"));
     assert_eq!(r.json()["owner"], json!(""));
     assert!(c2.is_closed());
+
+    // A request that does not parse: 400, then closed.
+    let mut c3 = hub.client();
+    let r = c3
+        .send_raw(b"GET /trails/ HTTP/1.1\r\nBad Header\r\n\r\n")
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(c3.is_closed());
 }
 
 #[test]

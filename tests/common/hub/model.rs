@@ -1,13 +1,13 @@
-//! What the test hub knows: devices, login tokens, auto-tokens, trails and their steps,
-//! objects with their blobs and signed-URL tokens, and pushed logs. Also how each record
-//! looks as JSON on the wire (field names and types as pantahub-base sends them).
+//! What the test hub knows, and the rules for changing it: devices and their claim, login
+//! tokens and auto-tokens, trails and their steps, objects with their blobs and
+//! signed-URL grants, and pushed logs. (Their JSON is in `views`.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use super::text;
+use super::{text, views};
 
 pub struct Device {
     pub id: String,
@@ -109,21 +109,6 @@ pub struct Model {
 /// The storage id of an owner's copy of an object.
 pub fn storage_id(owner: &str, sha: &str) -> String {
     text::sha256_hex(format!("{owner}/{sha}").as_bytes())
-}
-
-/// A fresh step progress as the hub stores it.
-pub fn default_progress(status: &str, progress: i64) -> Value {
-    json!({
-        "progress": progress,
-        "downloads": {"total": obj_progress_zero(), "objects": null},
-        "status-msg": "",
-        "status": status,
-        "log": "",
-    })
-}
-
-pub fn obj_progress_zero() -> Value {
-    json!({"total_size": 0, "start_time": 0, "current_time": 0, "total_downloaded": 0})
 }
 
 impl Token {
@@ -439,7 +424,7 @@ impl Model {
             0,
             state,
             "Factory State (rev 0)",
-            default_progress("DONE", 100),
+            views::default_progress("DONE", 100),
         )?;
         Ok(&self.trails[device_id])
     }
@@ -485,57 +470,4 @@ impl Model {
         self.steps.insert(key, step);
         Ok(())
     }
-}
-
-pub fn device_json(d: &Device, with_secret: bool) -> Value {
-    json!({
-        "id": d.id,
-        "prn": d.prn,
-        "nick": d.nick,
-        "owner": d.owner,
-        "secret": if with_secret { d.secret.as_str() } else { "" },
-        "time-created": d.created,
-        "time-modified": d.modified,
-        "challenge": d.challenge,
-        "public": false,
-        "user-meta": d.user_meta,
-        "device-meta": d.device_meta,
-        "garbage": false,
-        "mark_public_processed": false,
-    })
-}
-
-pub fn trail_json(t: &Trail) -> Value {
-    json!({
-        "id": t.id,
-        "owner": t.owner,
-        "device": t.device,
-        "last-insync": t.last_insync,
-        "last-touched": t.last_touched,
-        "factory-state": t.factory_state,
-        "used_objects": t.used_objects,
-    })
-}
-
-pub fn step_json(s: &Step) -> Value {
-    json!({
-        "id": format!("{}-{}", s.trail_id, s.rev),
-        "owner": s.owner,
-        "device": s.device,
-        "committer": s.owner,
-        "trail-id": s.trail_id,
-        "rev": s.rev,
-        "commit-msg": s.commit_msg,
-        "state": s.state,
-        "state-sha": s.state_sha,
-        "progress": s.progress,
-        "step-time": s.step_time,
-        "progress-time": s.progress_time,
-        "meta": {},
-        "used_objects": s.used_objects,
-        "mark_public_processed": false,
-        "garbage": false,
-        "time-created": s.created,
-        "time-modified": s.modified,
-    })
 }

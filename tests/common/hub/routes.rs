@@ -5,9 +5,9 @@
 use serde_json::{Map, Value, json};
 
 use super::message::{Request, Response};
-use super::model::{self, Token};
+use super::model::Token;
 use super::shared::Shared;
-use super::{objects, text, trails};
+use super::{objects, text, trails, views};
 
 enum Route<'a> {
     Register,
@@ -126,7 +126,7 @@ fn register(hub: &Shared, req: &Request) -> Response {
         return Response::error(400, "Invalid Auto Token");
     }
     let d = m.register(secret, auto);
-    Response::ok(&model::device_json(d, true))
+    Response::ok(&views::device_json(d, true))
 }
 
 fn login(hub: &Shared, req: &Request) -> Response {
@@ -170,7 +170,7 @@ fn claim(hub: &Shared, req: &Request, tok: &Token, id: &str) -> Response {
         return Response::error(403, "No Access to Device");
     }
     match m.device(id) {
-        Some(d) => Response::ok(&model::device_json(d, true)),
+        Some(d) => Response::ok(&views::device_json(d, true)),
         None => Response::error(404, "Not Found"),
     }
 }
@@ -180,7 +180,7 @@ fn get_device(hub: &Shared, tok: &Token, id: &str) -> Response {
         return r;
     }
     match hub.model().device(id) {
-        Some(d) => Response::ok(&model::device_json(d, false)),
+        Some(d) => Response::ok(&views::device_json(d, false)),
         None => Response::error(404, "Not Found"),
     }
 }

@@ -79,10 +79,26 @@ fn serve(hub: &Shared, id: u64, sock: TcpStream, config: Arc<ServerConfig>) {
     }
     hub.count_handshake(id);
     let mut carry = Vec::new();
-    while let Ok(Some(req)) = read_request(hub, id, &mut tls, &mut carry) {
-        hub.count_request(id);
-        if !answer(hub, id, &mut tls, req) {
-            break;
+    loop {
+        match read_request(hub, id, &mut tls, &mut carry) {
+            Ok(Some(req)) => {
+                hub.count_request(id);
+                if !answer(hub, id, &mut tls, req) {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                // A request that does not parse: 400, then close, as Go's server does.
+                let body = b"400 Bad Request";
+                let head = format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = write_all(hub, id, &mut tls, &[head.as_bytes(), body].concat());
+                break;
+            }
+            Ok(None) | Err(_) => break,
         }
     }
     tls.conn.send_close_notify();

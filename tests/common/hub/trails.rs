@@ -5,9 +5,10 @@
 use serde_json::{Map, Value, json};
 
 use super::message::{Request, Response};
-use super::model::{self, Token, obj_progress_zero};
+use super::model::Token;
 use super::shared::Shared;
 use super::text;
+use super::views::{self, obj_progress_zero};
 
 pub fn list(hub: &Shared, tok: &Token) -> Response {
     let m = hub.model();
@@ -15,7 +16,7 @@ pub fn list(hub: &Shared, tok: &Token) -> Response {
         .trails
         .values()
         .filter(|t| t.device == tok.prn)
-        .map(model::trail_json)
+        .map(views::trail_json)
         .collect();
     Response::ok(&Value::Array(v))
 }
@@ -29,7 +30,7 @@ pub fn create(hub: &Shared, req: &Request, tok: &Token) -> Response {
     };
     let mut m = hub.model();
     match m.create_trail(&tok.device_id, &tok.owner, state) {
-        Ok(t) => Response::ok(&model::trail_json(t)),
+        Ok(t) => Response::ok(&views::trail_json(t)),
         Err(e) => Response::error(500, &format!("Error processing trail objects: {e}")),
     }
 }
@@ -106,7 +107,7 @@ pub fn steps(hub: &Shared, req: &Request, tok: &Token, trail_id: &str) -> Respon
         .filter(|s| filter.matches(s.progress["status"].as_str().unwrap_or("")))
         .skip(offset)
         .take(limit)
-        .map(model::step_json)
+        .map(views::step_json)
         .collect();
     Response::ok(&Value::Array(v))
 }
