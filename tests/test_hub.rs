@@ -501,6 +501,14 @@ fn trails_and_steps_follow_the_hub_rules() {
     assert_eq!(r.as_array().unwrap().len(), 1);
     assert_eq!(r[0]["rev"], json!(2));
 
+    hub.cancel_step(&id, 3);
+    let path = format!("/trails/{id}/steps?progress.status=CANCEL");
+    let r = c.get(&path, &t).unwrap().json();
+    assert_eq!(
+        r[0]["progress"]["status-msg"],
+        json!("Cancel as requested by owner")
+    );
+
     // Progress for a step that does not exist, or with the wrong types: 400.
     let p = json!({"status": "DONE", "progress": 100});
     let r = c
@@ -695,6 +703,11 @@ fn fail_and_stall_faults() {
     assert_error_shape(&c.get("/trails/", &t).unwrap(), 503);
     assert_error_shape(&c.get("/trails/", &t).unwrap(), 503);
     assert_eq!(c.get("/trails/", &t).unwrap().status, 200);
+
+    hub.fail("/trails/", 0, Some(1));
+    assert!(c.get("/trails/", &t).is_err());
+    assert_eq!(hub.requests_to("/trails/").last().unwrap().status, 0);
+    let mut c = hub.client();
 
     hub.fail("/trails/", 500, None);
     for _ in 0..3 {

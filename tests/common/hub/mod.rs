@@ -161,6 +161,15 @@ impl TestHub {
         lock(&self.shared.log).clone()
     }
 
+    /// The logged requests whose path (with query) starts with `prefix`.
+    pub fn requests_to(&self, prefix: &str) -> Vec<Logged> {
+        lock(&self.shared.log)
+            .iter()
+            .filter(|l| l.path.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
     /// Polls `f` every 20 ms until it holds or `timeout` passes; returns whether it held.
     pub fn wait_until(&self, timeout: Duration, mut f: impl FnMut(&TestHub) -> bool) -> bool {
         let end = Instant::now() + timeout;
@@ -186,7 +195,8 @@ impl TestHub {
     }
 
     /// Requests whose path (with query) starts with `prefix` get `status` with the error
-    /// body, `times` times or (with `None`) until cleared.
+    /// body, `times` times or (with `None`) until cleared. Status 0 hangs up instead: the
+    /// connection closes with no answer (logged with status 0).
     pub fn fail(&self, prefix: &str, status: u16, times: Option<u32>) {
         self.shared.faults().fail(prefix, status, times);
     }

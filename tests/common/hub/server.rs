@@ -290,6 +290,20 @@ fn answer(hub: &Shared, id: u64, tls: &mut Tls, req: Request) -> bool {
         return false;
     }
     let failed = hub.faults().take_fail(&req.target);
+    if failed == Some(0) {
+        hub.record(Logged {
+            conn: id,
+            method: req.method,
+            path: req.target,
+            status: 0,
+            req_headers: req.headers,
+            body_len: req.body.len(),
+            resp_len: 0,
+            at: Instant::now(),
+        });
+        let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+        return false;
+    }
     let resp = match failed {
         Some(status) => Response::error(status, "injected failure"),
         None => routes::route(hub, &req),

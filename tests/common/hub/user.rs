@@ -154,6 +154,20 @@ impl TestHub {
         }
     }
 
+    /// The owner cancels a step, as pantahub-base's `…/steps/<rev>/cancel` does.
+    pub fn cancel_step(&self, device_id: &str, rev: u64) {
+        let mut p = views::default_progress("CANCEL", 0);
+        p["status-msg"] = Value::from("Cancel as requested by owner");
+        if let Some(s) = self
+            .shared
+            .model()
+            .steps
+            .get_mut(&(device_id.to_string(), rev))
+        {
+            s.progress = p;
+        }
+    }
+
     /// The step as the device gets it.
     pub fn step(&self, device_id: &str, rev: u64) -> Option<Value> {
         self.shared
