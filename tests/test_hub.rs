@@ -457,6 +457,25 @@ fn trails_and_steps_follow_the_hub_rules() {
         .send_json("POST", "/trails/", &t, &factory_state(&missing))
         .unwrap();
     assert_error_shape(&r, 500);
+    // Announced but never uploaded is missing too.
+    let announce = json!({"objectname": "k", "size": "14", "sha256sum": missing});
+    assert_eq!(
+        c.send_json("POST", "/objects/", &t, &announce)
+            .unwrap()
+            .status,
+        200
+    );
+    let r = c
+        .send_json("POST", "/trails/", &t, &factory_state(&missing))
+        .unwrap();
+    assert_error_shape(&r, 500);
+    // ... and announcing it again is still 200 (no content yet), not 409.
+    assert_eq!(
+        c.send_json("POST", "/objects/", &t, &announce)
+            .unwrap()
+            .status,
+        200
+    );
     let sha = hub.add_object(b"factory kernel");
     assert_eq!(
         c.send_json("POST", "/trails/", &t, &factory_state(&sha))
@@ -524,7 +543,11 @@ fn trails_and_steps_follow_the_hub_rules() {
 
     // Objects: a bad sha is 400, an unknown one 403.
     assert_error_shape(&c.get("/objects/xyz", &t).unwrap(), 400);
-    assert_error_shape(&c.get(&format!("/objects/{missing}"), &t).unwrap(), 403);
+    assert_error_shape(
+        &c.get(&format!("/objects/{}", sha256_hex(b"nobody has this")), &t)
+            .unwrap(),
+        403,
+    );
     // An upload of the wrong bytes is refused; a bad token is 403.
     let o = c
         .send_json(

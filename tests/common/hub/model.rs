@@ -356,8 +356,8 @@ impl Model {
             .as_ref()
     }
 
-    /// The storage ids of the owner's objects that `state` names; an error names the first
-    /// key whose value is not one of them.
+    /// The storage ids of the owner's uploaded objects that `state` names; an error names
+    /// the first key whose value is not one of them.
     pub fn state_objects(
         &self,
         owner: &str,
@@ -369,12 +369,9 @@ impl Model {
                 continue;
             }
             let sha = v.as_str().ok_or_else(|| format!("{k}: not a sha"))?;
-            if !text::is_sha256(sha)
-                || !self
-                    .objects
-                    .contains_key(&(owner.to_string(), sha.to_string()))
-            {
-                return Err(format!("{k}: no object {sha}"));
+            // Announced is not enough: the content must have been uploaded.
+            if !text::is_sha256(sha) || !self.has_blob(owner, sha) {
+                return Err(format!("{k}: no stored object {sha} under owner {owner}"));
             }
             used.push(storage_id(owner, sha));
         }
