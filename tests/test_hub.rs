@@ -528,18 +528,53 @@ fn trails_and_steps_follow_the_hub_rules() {
         json!("Cancel as requested by owner")
     );
 
-    // Progress for a step that does not exist, or with the wrong types: 400.
+    // Progress for a step that does not exist: 400; for a trail that does not: 500.
     let p = json!({"status": "DONE", "progress": 100});
     let r = c
         .send_json("PUT", &format!("/trails/{id}/steps/9/progress"), &t, &p)
         .unwrap();
     assert_error_shape(&r, 400);
-    let bad = json!({"status": "DONE", "progress": "100"});
+    let other = "0123456789abcdef01234567";
     let r = c
-        .send_json("PUT", &format!("/trails/{id}/steps/3/progress"), &t, &bad)
+        .send_json("PUT", &format!("/trails/{other}/steps/1/progress"), &t, &p)
         .unwrap();
-    assert_error_shape(&r, 400);
-    assert!(hub.progress_history(&id, 3).is_empty());
+    assert_error_shape(&r, 500);
+    assert_error_shape(&c.get(&format!("/trails/{other}/steps"), &t).unwrap(), 500);
+    // A wrong-typed field is zero, a case-different name still matches, and a body that
+    // is not JSON stores zeros: all 200, as pantahub-base ignores its decoding error.
+    let path = format!("/trails/{id}/steps/3/progress");
+    let bad = json!({"Status": "DONE", "progress": "100", "status-msg": 7});
+    let r = c.send_json("PUT", &path, &t, &bad).unwrap();
+    assert_eq!(r.status, 200);
+    let echo = r.json();
+    assert_eq!(
+        (&echo["status"], &echo["progress"], &echo["status-msg"]),
+        (&json!("DONE"), &json!(0), &json!(""))
+    );
+    assert_eq!(echo["downloads"]["objects"], Value::Null);
+    let auth = format!("Bearer {t}");
+    let r = c
+        .request("PUT", &path, &[("Authorization", &auth)], b"{oops")
+        .unwrap();
+    assert_eq!((r.status, &r.json()["status"]), (200, &json!("")));
+    assert_eq!(hub.progress_history(&id, 3)[1], json!("{oops"));
+    // Only a JSON object is an operator: a JSON string matches as written; an unknown
+    // operator is refused.
+    hub.post_step(&id, 4, factory_state(&sha), "four");
+    let plain = c
+        .get(&format!("/trails/{id}/steps?progress.status=NEW"), &t)
+        .unwrap();
+    assert_eq!(plain.json()[0]["rev"], json!(4));
+    let quoted = "progress.status=%22NEW%22";
+    let r = c.get(&format!("/trails/{id}/steps?{quoted}"), &t).unwrap();
+    assert_eq!(r.json(), json!([]));
+    let r = c
+        .get(
+            &format!("/trails/{id}/steps?progress.status=%7B%22$where%22:1%7D"),
+            &t,
+        )
+        .unwrap();
+    assert_error_shape(&r, 403);
 
     // Objects: a bad sha is 400, an unknown one 403.
     assert_error_shape(&c.get("/objects/xyz", &t).unwrap(), 400);

@@ -11,6 +11,7 @@ mod faults;
 mod message;
 mod model;
 mod objects;
+mod progress;
 mod routes;
 mod server;
 mod shared;

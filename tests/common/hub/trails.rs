@@ -1,14 +1,14 @@
 //! The test hub's trail endpoints: listing and creating the device's trail (the factory
 //! state upload), the pending-steps query with its `progress.status` filter, and progress
-//! reports, decoded into the hub's own progress fields as pantahub-base does.
+//! reports (decoded by `progress`).
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::message::{Request, Response};
 use super::model::Token;
 use super::shared::Shared;
-use super::text;
-use super::views::{self, obj_progress_zero};
+use super::views;
+use super::{progress, text};
 
 pub fn list(hub: &Shared, tok: &Token) -> Response {
     let m = hub.model();
@@ -45,7 +45,9 @@ enum StatusFilter {
 }
 
 impl StatusFilter {
-    fn parse(raw: &str) -> StatusFilter {
+    /// Only a JSON object counts as an operator; anything else (even a JSON string) is
+    /// matched as it is, quotes and all.
+    fn parse(raw: &str) -> Result<StatusFilter, ()> {
         let strings = |v: &Value| -> Vec<String> {
             v.as_array()
                 .map(|a| {
@@ -55,24 +57,23 @@ impl StatusFilter {
                 })
                 .unwrap_or_default()
         };
-        match serde_json::from_str::<Value>(raw) {
-            Ok(Value::String(s)) => StatusFilter::Is(s),
-            Ok(Value::Object(o)) => {
-                if let Some(v) = o.get("$in") {
-                    StatusFilter::In(strings(v))
-                } else if let Some(v) = o.get("$nin") {
-                    StatusFilter::NotIn(strings(v))
-                } else if let Some(v) = o.get("$ne").and_then(Value::as_str) {
-                    StatusFilter::Not(v.to_string())
-                } else if let Some(v) = o.get("$eq").and_then(Value::as_str) {
-                    StatusFilter::Is(v.to_string())
-                } else {
-                    // An operator this fake does not know matches nothing.
-                    StatusFilter::In(Vec::new())
-                }
-            }
-            _ => StatusFilter::Is(raw.to_string()),
+        let Ok(Value::Object(o)) = serde_json::from_str::<Value>(raw) else {
+            return Ok(StatusFilter::Is(raw.to_string()));
+        };
+        let mut filter = None;
+        for (op, v) in &o {
+            filter = Some(match (op.as_str(), v) {
+                ("$in", _) => StatusFilter::In(strings(v)),
+                ("$nin", _) => StatusFilter::NotIn(strings(v)),
+                ("$ne", Value::String(s)) => StatusFilter::Not(s.clone()),
+                ("$eq", Value::String(s)) => StatusFilter::Is(s.clone()),
+                // An operator the database would refuse.
+                (op, _) if op.starts_with('$') => return Err(()),
+                // A plain sub-document never equals a status string.
+                _ => StatusFilter::In(Vec::new()),
+            });
         }
+        Ok(filter.unwrap_or(StatusFilter::In(Vec::new())))
     }
 
     fn matches(&self, status: &str) -> bool {
@@ -88,8 +89,15 @@ impl StatusFilter {
 pub fn steps(hub: &Shared, req: &Request, tok: &Token, trail_id: &str) -> Response {
     let q = text::query_pairs(req.query());
     let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    let (filter, mut limit) = match get("progress.status") {
-        Some(raw) => (StatusFilter::parse(raw), usize::MAX),
+    // An unknown trail fails the hub's public-trail lookup: 500.
+    if !hub.model().trails.contains_key(trail_id) {
+        return Response::error(500, "Error getting trail public: not found");
+    }
+    let (filter, mut limit) = match get("progress.status").filter(|s| !s.is_empty()) {
+        Some(raw) => match StatusFilter::parse(raw) {
+            Ok(f) => (f, usize::MAX),
+            Err(()) => return Response::error(403, "Error on fetching steps: unknown operator"),
+        },
         None => (StatusFilter::Is("NEW".into()), 1),
     };
     if let Some(n) = get("page[size]").and_then(|s| s.parse().ok()) {
@@ -112,117 +120,32 @@ pub fn steps(hub: &Shared, req: &Request, tok: &Token, trail_id: &str) -> Respon
     Response::ok(&Value::Array(v))
 }
 
+/// `PUT /trails/<id>/steps/<rev>/progress`. As pantahub-base, the body is decoded as well
+/// as it goes and the decoding error ignored: a wrong-typed field is left at zero, a body
+/// that is not JSON stores an all-zero progress.
 pub fn progress(hub: &Shared, req: &Request, tok: &Token, trail_id: &str, rev: &str) -> Response {
     if !tok.is_device() {
-        return Response::error(403, "Only devices can report progress");
+        return Response::error(403, "Only devices can update step status");
     }
-    let Some(body) = req.json() else {
-        return Response::error(400, "Error decoding json payload");
-    };
-    let decoded = match decode_progress(&body) {
-        Ok(p) => p,
-        Err(e) => return Response::error(400, &format!("Error decoding json payload: {e}")),
-    };
+    let body = req
+        .json()
+        .unwrap_or_else(|| Value::String(String::from_utf8_lossy(&req.body).into_owned()));
+    let decoded = progress::decode(&body);
     let mut m = hub.model();
+    if m.device(trail_id).is_none() {
+        return Response::error(500, "Error checking device is public or not: not found");
+    }
     let key = (trail_id.to_string(), rev.parse::<u64>().unwrap_or(u64::MAX));
     let Some(step) = m.steps.get_mut(&key).filter(|s| s.device == tok.prn) else {
-        return Response::error(400, "Error updating step progress: not found");
+        return Response::error(400, "Error updating trail: not found");
     };
     let now = text::rfc3339_now();
     step.progress = decoded.clone();
     step.progress_bodies.push(body);
     step.progress_time = now.clone();
-    if let Some(t) = m.trails.get_mut(trail_id) {
-        t.last_touched = now;
+    match m.trails.get_mut(trail_id) {
+        Some(t) => t.last_touched = now,
+        None => return Response::error(400, "Error updating trail: not found"),
     }
     Response::ok(&decoded)
-}
-
-fn int(v: Option<&Value>, field: &str) -> Result<i64, String> {
-    match v {
-        None | Some(Value::Null) => Ok(0),
-        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| format!("{field}: not an integer")),
-        Some(_) => Err(format!("{field}: not a number")),
-    }
-}
-
-fn string(v: Option<&Value>, field: &str) -> Result<String, String> {
-    match v {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(format!("{field}: not a string")),
-    }
-}
-
-fn object<'a>(v: Option<&'a Value>, field: &str) -> Result<Option<&'a Map<String, Value>>, String> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => Ok(Some(o)),
-        Some(_) => Err(format!("{field}: not an object")),
-    }
-}
-
-/// One object's download progress; names and ids are left out when empty.
-fn decode_obj_progress(v: Option<&Value>) -> Result<Value, String> {
-    let Some(o) = object(v, "downloads")? else {
-        return Ok(obj_progress_zero());
-    };
-    let mut out = Map::new();
-    for k in ["object_name", "object_id"] {
-        let s = string(o.get(k), k)?;
-        if !s.is_empty() {
-            out.insert(k.into(), json!(s));
-        }
-    }
-    for k in [
-        "total_size",
-        "start_time",
-        "current_time",
-        "total_downloaded",
-    ] {
-        out.insert(k.into(), json!(int(o.get(k), k)?));
-    }
-    Ok(Value::Object(out))
-}
-
-/// Keeps only the hub's progress fields, with their types (the device's `retries` and
-/// `logs` are dropped, as pantahub-base drops them).
-pub fn decode_progress(body: &Value) -> Result<Value, String> {
-    let Value::Object(b) = body else {
-        return Err("not an object".into());
-    };
-    let (total, objects) = match object(b.get("downloads"), "downloads")? {
-        None => (obj_progress_zero(), Value::Null),
-        Some(d) => {
-            let objects = match d.get("objects") {
-                None | Some(Value::Null) => Value::Null,
-                Some(Value::Array(a)) => Value::Array(
-                    a.iter()
-                        .map(|o| decode_obj_progress(Some(o)))
-                        .collect::<Result<_, _>>()?,
-                ),
-                Some(_) => return Err("downloads.objects: not an array".into()),
-            };
-            (decode_obj_progress(d.get("total"))?, objects)
-        }
-    };
-    let mut out = Map::new();
-    out.insert(
-        "progress".into(),
-        json!(int(b.get("progress"), "progress")?),
-    );
-    out.insert(
-        "downloads".into(),
-        json!({"total": total, "objects": objects}),
-    );
-    out.insert(
-        "status-msg".into(),
-        json!(string(b.get("status-msg"), "status-msg")?),
-    );
-    if let Some(d) = b.get("data").filter(|d| !d.is_null()) {
-        out.insert("data".into(), d.clone());
-    }
-    out.insert("status".into(), json!(string(b.get("status"), "status")?));
-    out.insert("log".into(), json!(string(b.get("log"), "log")?));
-    Ok(Value::Object(out))
 }

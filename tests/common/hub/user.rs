@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{TestHub, model, routes, text, trails, views};
+use super::{TestHub, model, progress, routes, text, views};
 
 impl TestHub {
     // ---- devices and the user side ----
@@ -143,7 +143,7 @@ impl TestHub {
     /// Sets a step's stored progress as the hub would serve it (e.g. to leave a step
     /// stuck in INPROGRESS); `progress` is decoded like a device's report.
     pub fn set_step_progress(&self, device_id: &str, rev: u64, progress: Value) {
-        let decoded = trails::decode_progress(&progress).expect("progress fields");
+        let decoded = progress::decode(&progress);
         if let Some(s) = self
             .shared
             .model()
