@@ -73,13 +73,33 @@ impl Response {
         Response::ok(&serde_json::json!({"status": "ok"}))
     }
 
-    /// The hub's error shape.
-    pub fn error(status: u16, msg: &str) -> Response {
+    /// The hub's error shape. `_why` says what went wrong, for the reader of this code:
+    /// like pantahub-base, the hub logs such reasons and sends only an incident id.
+    pub fn error(status: u16, _why: &str) -> Response {
         Response::new(
             status,
             "application/json; charset=utf-8",
-            text::error_body(status, msg),
+            text::error_body(status, None),
         )
+    }
+
+    /// The hub's error shape with a message meant for users (`msg`).
+    pub fn user_error(status: u16, msg: &str) -> Response {
+        Response::new(
+            status,
+            "application/json; charset=utf-8",
+            text::error_body(status, Some(msg)),
+        )
+    }
+
+    /// A bare status with an empty body, as the blob store answers errors.
+    pub fn bare(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            cut_at: None,
+        }
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Response {

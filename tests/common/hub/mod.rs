@@ -53,6 +53,11 @@ pub struct HubOpts {
     pub tls12_only: bool,
     /// The user account `claim` gives devices to, and that owns `add_object`'s objects.
     pub owner: String,
+    /// Let a device token whose owner is `""` (logged in before the claim) create objects,
+    /// trails and logs, under owner `""`. This is what pantahub-base's handlers do: they
+    /// only check that the token has an owner claim, and a device token always has one.
+    /// Off by default: such calls get 403 instead.
+    pub empty_owner_passes: bool,
 }
 
 impl Default for HubOpts {
@@ -64,6 +69,7 @@ impl Default for HubOpts {
             etag_user_meta: false,
             tls12_only: false,
             owner: "prn:pantahub.com:auth:/tern-test-user".into(),
+            empty_owner_passes: false,
         }
     }
 }

@@ -32,6 +32,18 @@ pub struct Token {
     pub expires: Instant,
 }
 
+/// What a registration asks for.
+#[derive(Default)]
+pub struct Registration {
+    pub secret: Option<String>,
+    pub nick: Option<String>,
+    pub device_meta: Map<String, Value>,
+    /// The caller's prn when a logged-in caller registers the device.
+    pub owner: Option<String>,
+    /// A known auto-token.
+    pub auto: Option<String>,
+}
+
 pub struct AutoToken {
     pub owner: String,
     pub user_meta: Map<String, Value>,
@@ -106,6 +118,20 @@ pub struct Model {
     pub logs: Vec<Value>,
 }
 
+/// The hub stores metadata keys with `.` replaced by U+FF2E (its database cannot hold
+/// dots in keys) and turns them back when it answers.
+pub fn quote_keys(m: Map<String, Value>) -> Map<String, Value> {
+    m.into_iter()
+        .map(|(k, v)| (k.replace('.', "\u{FF2E}"), v))
+        .collect()
+}
+
+pub fn unquote_keys(m: &Map<String, Value>) -> Map<String, Value> {
+    m.iter()
+        .map(|(k, v)| (k.replace('\u{FF2E}', "."), v.clone()))
+        .collect()
+}
+
 /// The storage id of an owner's copy of an object.
 pub fn storage_id(owner: &str, sha: &str) -> String {
     text::sha256_hex(format!("{owner}/{sha}").as_bytes())
@@ -141,35 +167,38 @@ impl Model {
         self.devices.iter_mut().find(|d| d.id == id)
     }
 
-    /// Registers a new device; with an auto-token's owner it is owned at once.
-    pub fn register(&mut self, secret: Option<String>, auto: Option<&str>) -> &Device {
+    /// Registers a new device. With an owner (a logged-in caller, or an auto-token's) it
+    /// is owned at once and has no challenge.
+    pub fn register(&mut self, r: Registration) -> &Device {
         let id = text::random_hex(24);
         let now = text::rfc3339_now();
-        let (owner, user_meta, challenge, nick) = match auto.and_then(|t| self.autotokens.get(t)) {
-            Some(a) => (
-                a.owner.clone(),
-                a.user_meta.clone(),
-                String::new(),
-                text::petname2(),
-            ),
-            None => (
-                String::new(),
-                Map::new(),
-                text::petname3(),
-                text::unregistered_nick(),
-            ),
+        let auto = r.auto.as_deref().and_then(|t| self.autotokens.get(t));
+        let (owner, user_meta) = match (r.owner, auto) {
+            (Some(o), _) => (o, Map::new()),
+            (None, Some(a)) => (a.owner.clone(), a.user_meta.clone()),
+            (None, None) => (String::new(), Map::new()),
+        };
+        let challenge = if owner.is_empty() && r.auto.is_none() {
+            text::petname3()
+        } else {
+            String::new()
+        };
+        let nick = match r.nick {
+            Some(n) => n,
+            None if owner.is_empty() => text::unregistered_nick(),
+            None => text::petname3_nick(),
         };
         self.devices.push(Device {
             prn: format!("prn:::devices:/{id}"),
             id,
             nick,
             owner,
-            secret: secret.unwrap_or_else(|| text::random_alnum(15)),
+            secret: r.secret.unwrap_or_else(|| text::random_alnum(15)),
             challenge,
             created: now.clone(),
             modified: now,
             user_meta,
-            device_meta: Map::new(),
+            device_meta: quote_keys(r.device_meta),
         });
         self.devices.last().expect("just pushed")
     }
@@ -186,7 +215,7 @@ impl Model {
         d.owner = owner;
         d.challenge.clear();
         if d.nick.starts_with("__unregistered__") {
-            d.nick = text::petname2();
+            d.nick = text::petname3_nick();
         }
         d.modified = text::rfc3339_now();
         true
@@ -347,13 +376,6 @@ impl Model {
         self.objects
             .get(&(owner.to_string(), sha.to_string()))
             .is_some_and(|o| o.data.is_some())
-    }
-
-    pub fn blob(&self, owner: &str, sha: &str) -> Option<&Vec<u8>> {
-        self.objects
-            .get(&(owner.to_string(), sha.to_string()))?
-            .data
-            .as_ref()
     }
 
     /// The storage ids of the owner's uploaded objects that `state` names; an error names

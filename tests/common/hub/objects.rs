@@ -6,46 +6,43 @@
 use serde_json::Value;
 
 use super::message::{Request, Response};
-use super::model::{self, Object, Token};
+use super::model::{self, BlobGrant, Object, Token};
 use super::shared::Shared;
-use super::text;
+use super::{routes, text};
 
 const OBJECT_TYPE: &str = "Pantahub-Object-Type";
 
 pub fn get(hub: &Shared, tok: &Token, sha: &str) -> Response {
     if !text::is_sha256(sha) {
-        return Response::error(400, "Object sha must be a valid sha256");
+        return Response::error(400, "Get New Object :id must be a valid sha256");
     }
     match hub.model().object_with_access(&tok.owner, sha) {
-        Some(v) => Response::ok(&v),
+        Some(v) => Response::ok(&v).with_header(OBJECT_TYPE, "object"),
         None => Response::error(403, "No Access"),
     }
 }
 
+/// `POST /objects/`. As pantahub-base, the body is decoded as well as it goes (a field of
+/// the wrong type, such as a numeric `size`, is simply empty).
 pub fn create(hub: &Shared, req: &Request, tok: &Token) -> Response {
-    let Some(Value::Object(body)) = req.json() else {
-        return Response::error(400, "Error decoding json payload");
+    let body = match req.json() {
+        Some(Value::Object(b)) => b,
+        _ => Default::default(),
     };
-    if tok.owner.is_empty() {
+    if tok.is_device() && !routes::may_write(hub, tok) {
         return Response::error(403, "You need to be logged in as a USER or DEVICE");
     }
-    let text_field = |k: &str| match body.get(k) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(Response::error(
-            400,
-            &format!("Error decoding json payload: {k}"),
-        )),
+    let text_field = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
     };
-    let (sha, id, name, size_text) = match (
+    let (sha, id, name) = (
         text_field("sha256sum"),
         text_field("id"),
         text_field("objectname"),
-        text_field("size"),
-    ) {
-        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-        (Err(r), ..) | (_, Err(r), ..) | (_, _, Err(r), _) | (.., Err(r)) => return r,
-    };
+    );
     if sha.is_empty() {
         return Response::error(400, "Post New Object must set a sha");
     }
@@ -58,8 +55,9 @@ pub fn create(hub: &Shared, req: &Request, tok: &Token) -> Response {
     if !text::is_sha256(&sha) {
         return Response::error(400, "Object sha must be a valid sha256");
     }
+    // The string size wins unless it does not parse or `sizeint` is set.
     let sizeint = body.get("sizeint").and_then(Value::as_u64).unwrap_or(0);
-    let size = match size_text.parse::<u64>() {
+    let size = match text_field("size").parse::<u64>() {
         Ok(n) if sizeint == 0 => n,
         _ => sizeint,
     };
@@ -92,7 +90,8 @@ pub fn create(hub: &Shared, req: &Request, tok: &Token) -> Response {
     Response::ok(&v).with_header(OBJECT_TYPE, "object")
 }
 
-/// `PUT` uploads and `GET` downloads through a signed URL's token.
+/// `PUT` uploads and `GET` downloads through a signed URL's token. The blob store answers
+/// errors with a bare status and no body, and a successful upload with an empty 200.
 pub fn local_s3(hub: &Shared, req: &Request, tok: &str) -> Response {
     let grant = hub
         .model()
@@ -101,26 +100,28 @@ pub fn local_s3(hub: &Shared, req: &Request, tok: &str) -> Response {
         .filter(|g| g.expires > std::time::Instant::now())
         .cloned();
     let Some(g) = grant.filter(|g| g.method == req.method) else {
-        return Response::error(403, "Invalid or expired object token");
+        return Response::bare(403);
     };
     if req.method == "PUT" {
-        if req.body.len() as u64 != g.size {
-            return Response::error(400, "Size does not match the object's size");
-        }
-        if text::sha256_hex(&req.body) != g.sha {
-            return Response::error(400, "Sha does not match the object's sha256sum");
+        // It copies exactly the granted size: a shorter body fails the copy (500), bytes
+        // beyond it are not read.
+        let Some(data) = req.body.get(..g.size as usize) else {
+            return Response::bare(500);
+        };
+        if text::sha256_hex(data) != g.sha {
+            return Response::bare(400);
         }
         let mut m = hub.model();
         if let Some(o) = m.objects.get_mut(&(g.owner.clone(), g.sha.clone())) {
-            o.data = Some(req.body.clone());
+            o.data = Some(data.to_vec());
             o.modified = text::rfc3339_now();
         } else {
             let name = g.sha.clone();
-            m.add_object(&g.owner, &name, req.body.clone());
+            m.add_object(&g.owner, &name, data.to_vec());
         }
-        return Response::new(200, "text/plain; charset=utf-8", Vec::new());
+        return Response::bare(200);
     }
-    download(hub, req, &g.owner, &g.sha)
+    download(hub, req, &g)
 }
 
 /// `bytes=N-` or `bytes=N-M` against a blob of `len` bytes: the half-open byte range.
@@ -138,16 +139,35 @@ fn parse_range(h: &str, len: usize) -> Option<Result<(usize, usize), ()>> {
     Some(Ok((start, end)))
 }
 
-fn download(hub: &Shared, req: &Request, owner: &str, sha: &str) -> Response {
-    let Some(blob) = hub.model().blob(owner, sha).cloned() else {
-        return Response::error(404, "Object has no content yet");
+/// A download, served as Go's file server does: Range requests, 416 past the end, a
+/// plain-text 404 while nothing was uploaded.
+fn download(hub: &Shared, req: &Request, g: &BlobGrant) -> Response {
+    let (owner, sha) = (g.owner.as_str(), g.sha.as_str());
+    let (blob, name) = {
+        let m = hub.model();
+        let Some(o) = m.objects.get(&(owner.to_string(), sha.to_string())) else {
+            return Response::new(
+                404,
+                "text/plain; charset=utf-8",
+                b"404 page not found\n".to_vec(),
+            );
+        };
+        (o.data.clone(), o.name.clone())
+    };
+    let Some(blob) = blob else {
+        return Response::new(
+            404,
+            "text/plain; charset=utf-8",
+            b"404 page not found\n".to_vec(),
+        );
     };
     let len = blob.len();
     let (status, start, end) = match req.header("Range").and_then(|h| parse_range(h, len)) {
         None => (200, 0, len),
         Some(Ok((s, e))) => (206, s, e),
         Some(Err(())) => {
-            return Response::new(416, "text/plain; charset=utf-8", Vec::new())
+            let body = b"invalid range: failed to overlap\n".to_vec();
+            return Response::new(416, "text/plain; charset=utf-8", body)
                 .with_header("Content-Range", &format!("bytes */{len}"));
         }
     };
@@ -160,7 +180,11 @@ fn download(hub: &Shared, req: &Request, owner: &str, sha: &str) -> Response {
         body.iter_mut().for_each(|b| *b ^= 0x01);
     }
     let mut r = Response::new(status, "application/octet-stream", body)
-        .with_header("Accept-Ranges", "bytes");
+        .with_header("Accept-Ranges", "bytes")
+        .with_header(
+            "Content-Disposition",
+            &format!("attachment; filename=\"{name}\""),
+        );
     if status == 206 {
         r = r.with_header(
             "Content-Range",

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::message::{Request, Response};
-use super::model::Token;
+use super::model::{self, Token};
 use super::shared::Shared;
 use super::{objects, text, trails, views};
 
@@ -78,60 +78,96 @@ pub fn route(hub: &Shared, req: &Request) -> Response {
     }
 }
 
-/// The login behind `Authorization: Bearer <token>`, or a 401.
-fn authenticate(hub: &Shared, req: &Request) -> Result<Token, Response> {
-    let bearer = req.header("Authorization").and_then(|h| {
-        let (scheme, tok) = h.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("Bearer").then(|| tok.trim())
-    });
-    let Some(bearer) = bearer else {
-        return Err(Response::error(
-            401,
-            "Authorization header is empty or malformed",
-        ));
-    };
-    hub.model()
-        .token(bearer)
-        .ok_or_else(|| Response::error(401, "Token is expired or not valid"))
+/// The login behind `Authorization: Bearer <token>`, or the JWT layer's 401: its own
+/// body (`{"Error":"Not Authorized"}`, not the hub's error shape) and a challenge header.
+/// The scheme must be exactly `Bearer` with one space, as that layer reads it.
+pub fn authenticate(hub: &Shared, req: &Request) -> Result<Token, Response> {
+    let token = req
+        .header("Authorization")
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| *scheme == "Bearer")
+        .and_then(|(_, tok)| hub.model().token(tok));
+    token.ok_or_else(|| {
+        let realm = format!(
+            "JWT realm=\"pantahub services\", ph-aeps=\"https://localhost:{}/auth\"",
+            hub.port
+        );
+        Response::json(401, &json!({"Error": "Not Authorized"}))
+            .with_header("WWW-Authenticate", &realm)
+    })
 }
 
+/// May this login create objects, trails or logs? The brief's rule (default): only with a
+/// non-empty owner. pantahub-base's rule (`empty_owner_passes`): the owner claim only has
+/// to exist, and a device token always has one, `""` before the claim.
+pub fn may_write(hub: &Shared, tok: &Token) -> bool {
+    hub.opts.empty_owner_passes || !tok.owner.is_empty()
+}
 fn no_user_agent(req: &Request) -> bool {
     req.header("User-Agent")
         .is_none_or(|ua| ua.trim().is_empty())
 }
 
 fn register(hub: &Shared, req: &Request) -> Response {
+    // With a bearer token the JWT layer runs first, and the caller becomes the owner.
+    let bearer = req
+        .header("Authorization")
+        .is_some_and(|h| h.trim().to_ascii_lowercase().starts_with("bearer "));
+    let caller = match bearer {
+        true => match authenticate(hub, req) {
+            Ok(t) => Some(t.prn),
+            Err(r) => return r,
+        },
+        false => None,
+    };
     if no_user_agent(req) {
-        return Response::error(403, "Incompatible Client; upgrade pantavisor");
+        return Response::user_error(403, "Incompatible Client; upgrade pantavisor");
     }
-    let mut secret = None;
-    if !req.body.iter().all(u8::is_ascii_whitespace) {
-        let Some(Value::Object(body)) = req.json() else {
-            return Response::error(400, "Error decoding json payload");
-        };
-        secret = body
-            .get("secret")
+    // The hub ignores a body it cannot decode, and fields of the wrong type.
+    let body = match req.json() {
+        Some(Value::Object(b)) => b,
+        _ => Map::new(),
+    };
+    let text_field = |k: &str| {
+        body.get(k)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .map(String::from);
+            .map(String::from)
+    };
+    let nick = text_field("nick");
+    let nick_ok = |n: &String| {
+        n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_+%".contains(&b))
+    };
+    if nick.as_ref().is_some_and(|n| !nick_ok(n)) {
+        return Response::error(400, "Invalid Device Nick");
     }
     let auto = req
         .header("Pantahub-Devices-Auto-Token-V1")
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
+        .filter(|t| !t.is_empty() && caller.is_none())
+        .map(String::from);
     let mut m = hub.model();
-    if let Some(t) = auto
+    if let Some(t) = &auto
         && !m.autotokens.contains_key(t)
     {
-        return Response::error(400, "Invalid Auto Token");
+        return Response::error(400, "Error using AutoAuthToken");
     }
-    let d = m.register(secret, auto);
+    let device_meta = match body.get("device-meta") {
+        Some(Value::Object(dm)) if caller.is_none() => dm.clone(),
+        _ => Map::new(),
+    };
+    let d = m.register(model::Registration {
+        secret: text_field("secret"),
+        nick,
+        device_meta,
+        owner: caller,
+        auto,
+    });
     Response::ok(&views::device_json(d, true))
 }
-
 fn login(hub: &Shared, req: &Request) -> Response {
     if no_user_agent(req) {
-        return Response::error(403, "Incompatible Client; upgrade pantavisor");
+        return Response::user_error(403, "Incompatible Client; upgrade pantavisor");
     }
     let Some(Value::Object(body)) = req.json() else {
         return Response::error(400, "Error decoding json payload");
@@ -214,29 +250,33 @@ fn user_meta(hub: &Shared, req: &Request, tok: &Token, id: &str) -> Response {
     Response::ok(&meta).with_header("ETag", &etag)
 }
 
+/// PUT replaces the device-meta, PATCH merges it with `null` deleting. As pantahub-base,
+/// PUT stores keys quoted (`.` as U+FF2E) while PATCH merges and deletes the keys as sent,
+/// so a PATCH cannot delete or cleanly replace a dotted key that a PUT stored.
 fn device_meta(hub: &Shared, req: &Request, tok: &Token, id: &str) -> Response {
     if !tok.is_device() {
-        return Response::error(400, "Only devices can update device-meta");
+        return Response::error(400, "Device data can only be updated by Device");
     }
-    if let Err(r) = own_device(hub, tok, id) {
-        return r;
+    let patch = req.method == "PATCH";
+    if tok.device_id != id {
+        // PUT looks the device up by id and caller (not found); PATCH compares them first.
+        return Response::error(if patch { 400 } else { 404 }, "Device not found");
     }
     let Some(Value::Object(body)) = req.json() else {
-        return Response::error(400, "Error decoding json payload");
+        return Response::error(400, "Error parsing data");
     };
     let mut m = hub.model();
     let Some(d) = m.device_mut(id) else {
-        return Response::error(404, "Not Found");
+        return Response::error(404, "Device not found");
     };
-    if req.method == "PUT" {
-        d.device_meta = body;
-    } else {
+    if patch {
         merge(&mut d.device_meta, body);
+    } else {
+        d.device_meta = model::quote_keys(body);
     }
     d.modified = text::rfc3339_now();
     Response::status_ok()
 }
-
 /// Merges `patch` into `into`; a `null` value deletes the key.
 pub fn merge(into: &mut Map<String, Value>, patch: Map<String, Value>) {
     for (k, v) in patch {
@@ -249,8 +289,8 @@ pub fn merge(into: &mut Map<String, Value>, patch: Map<String, Value>) {
 }
 
 fn post_logs(hub: &Shared, req: &Request, tok: &Token) -> Response {
-    if !tok.is_device() || tok.owner.is_empty() {
-        return Response::error(403, "Device has no owner");
+    if !tok.is_device() || !may_write(hub, tok) {
+        return Response::error(403, "You need to be logged in as device with owner");
     }
     let entries = match req.json() {
         Some(Value::Array(a)) => a,

@@ -56,9 +56,9 @@ pub fn petname3() -> String {
     format!("{}-{}-{}", pick(ADVERBS), pick(VERBS), pick(NOUNS))
 }
 
-/// A two-word nick for a claimed device.
-pub fn petname2() -> String {
-    format!("{}_{}", pick(VERBS), pick(NOUNS))
+/// The three-word nick of an owned device, like `duly_helped_bat`.
+pub fn petname3_nick() -> String {
+    format!("{}_{}_{}", pick(ADVERBS), pick(VERBS), pick(NOUNS))
 }
 
 /// The nick of a device nobody owns yet.
@@ -160,15 +160,17 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The hub's error body: `{"error":"REST-ERR-ID-<nanos>","msg":…,"code":…}`.
-pub fn error_body(status: u16, msg: &str) -> Vec<u8> {
-    serde_json::json!({
+/// The hub's error body: `{"error":"REST-ERR-ID-<nanos>","msg":…,"code":…}`, where
+/// `msg` (the message meant for users) is left out when there is none, as it mostly is.
+pub fn error_body(status: u16, user_msg: Option<&str>) -> Vec<u8> {
+    let mut v = serde_json::json!({
         "error": format!("REST-ERR-ID-{}", unix_nanos()),
-        "msg": msg,
         "code": status,
-    })
-    .to_string()
-    .into_bytes()
+    });
+    if let Some(m) = user_msg.filter(|m| !m.is_empty()) {
+        v["msg"] = serde_json::Value::from(m);
+    }
+    v.to_string().into_bytes()
 }
 
 /// Base64url without padding, the alphabet of JWT parts.

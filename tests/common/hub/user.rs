@@ -215,12 +215,11 @@ impl TestHub {
             .map_or(Value::Null, |d| Value::Object(d.user_meta.clone()))
     }
 
-    /// The device-meta the device last sent (an empty object if none).
+    /// The device-meta as the hub would answer it (an empty object if none was sent).
     pub fn device_meta(&self, id: &str) -> Value {
-        self.shared
-            .model()
-            .device(id)
-            .map_or(Value::Null, |d| Value::Object(d.device_meta.clone()))
+        self.shared.model().device(id).map_or(Value::Null, |d| {
+            Value::Object(model::unquote_keys(&d.device_meta))
+        })
     }
 
     /// Every pushed log entry, with the fields the hub adds.

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::model::{Device, Step, Trail};
+use super::model::{Device, Step, Trail, unquote_keys};
 
 /// A fresh step progress as the hub stores it.
 pub fn default_progress(status: &str, progress: i64) -> Value {
@@ -20,22 +20,33 @@ pub fn obj_progress_zero() -> Value {
     json!({"total_size": 0, "start_time": 0, "current_time": 0, "total_downloaded": 0})
 }
 
+/// The device as the hub sends it. `secret` and `challenge` are left out when empty (the
+/// hub blanks the secret on every GET); `owner-nick` appears once the device is owned.
 pub fn device_json(d: &Device, with_secret: bool) -> Value {
-    json!({
+    let mut v = json!({
         "id": d.id,
         "prn": d.prn,
         "nick": d.nick,
         "owner": d.owner,
-        "secret": if with_secret { d.secret.as_str() } else { "" },
         "time-created": d.created,
         "time-modified": d.modified,
-        "challenge": d.challenge,
         "public": false,
         "user-meta": d.user_meta,
-        "device-meta": d.device_meta,
+        "device-meta": unquote_keys(&d.device_meta),
         "garbage": false,
         "mark_public_processed": false,
-    })
+    });
+    if with_secret && !d.secret.is_empty() {
+        v["secret"] = json!(d.secret);
+    }
+    if !d.challenge.is_empty() {
+        v["challenge"] = json!(d.challenge);
+    }
+    if !d.owner.is_empty() {
+        let nick = d.owner.rsplit('/').next().unwrap_or("");
+        v["owner-nick"] = json!(nick);
+    }
+    v
 }
 
 pub fn trail_json(t: &Trail) -> Value {
