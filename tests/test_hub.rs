@@ -196,6 +196,8 @@ fn a_device_goes_from_registration_to_an_update_on_one_connection() {
     let step0 = hub.step(&id, 0).unwrap();
     assert_eq!(step0["commit-msg"], json!("Factory State (rev 0)"));
     assert_eq!(step0["progress"]["status"], json!("DONE"));
+    assert_eq!(step0["progress"]["progress"], json!(0));
+    assert_eq!(trail["last-insync"], json!("0001-01-01T00:00:00Z"));
 
     // The owner posts rev 1; the device's pending query finds only it.
     let next = b"a new kernel".to_vec();
@@ -522,11 +524,22 @@ fn trails_and_steps_follow_the_hub_rules() {
     assert!(hub.trail(&id).is_some());
 
     // Without a query: only NEW, the oldest one. With a plain string: that status.
-    hub.post_step(&id, 3, factory_state(&sha), "three");
+    // The owner's steps follow rev 0 one by one, and need uploaded objects.
+    let gap = hub.try_post_step(&id, 2, factory_state(&sha), "gap");
+    assert!(gap.unwrap_err().contains("no step 1"));
+    let absent = sha256_hex(b"not uploaded");
+    assert!(
+        hub.try_post_step(&id, 1, factory_state(&absent), "x")
+            .is_err()
+    );
+    hub.post_step(&id, 1, factory_state(&sha), "one");
     hub.post_step(&id, 2, factory_state(&sha), "two");
+    let s1 = hub.step(&id, 1).unwrap();
+    assert_eq!(s1["progress-time"], json!("1970-01-01T00:00:00Z"));
+    assert_eq!(s1["progress"]["progress"], json!(0));
     let r = c.get(&format!("/trails/{id}/steps"), &t).unwrap().json();
     assert_eq!(r.as_array().unwrap().len(), 1);
-    assert_eq!(r[0]["rev"], json!(2));
+    assert_eq!(r[0]["rev"], json!(1));
     let r = c
         .get(&format!("/trails/{id}/steps?{PENDING}"), &t)
         .unwrap()
@@ -537,22 +550,22 @@ fn trails_and_steps_follow_the_hub_rules() {
         .iter()
         .map(|s| s["rev"].as_u64().unwrap())
         .collect();
-    assert_eq!(revs, vec![2, 3]);
+    assert_eq!(revs, vec![1, 2]);
     let r = c
         .get(&format!("/trails/{id}/steps?progress.status=DONE"), &t)
         .unwrap()
         .json();
     assert_eq!(r[0]["rev"], json!(0));
-    hub.set_step_progress(&id, 2, json!({"status": "INPROGRESS", "progress": 50}));
+    hub.set_step_progress(&id, 1, json!({"status": "INPROGRESS", "progress": 50}));
     let q = "progress.status=%7B%22%24in%22%3A%5B%22INPROGRESS%22%5D%7D";
     let r = c
         .get(&format!("/trails/{id}/steps?{q}"), &t)
         .unwrap()
         .json();
     assert_eq!(r.as_array().unwrap().len(), 1);
-    assert_eq!(r[0]["rev"], json!(2));
+    assert_eq!(r[0]["rev"], json!(1));
 
-    hub.cancel_step(&id, 3);
+    hub.cancel_step(&id, 2);
     let path = format!("/trails/{id}/steps?progress.status=CANCEL");
     let r = c.get(&path, &t).unwrap().json();
     assert_eq!(
@@ -574,7 +587,7 @@ fn trails_and_steps_follow_the_hub_rules() {
     assert_error_shape(&c.get(&format!("/trails/{other}/steps"), &t).unwrap(), 500);
     // A wrong-typed field is zero, a case-different name still matches, and a body that
     // is not JSON stores zeros: all 200, as pantahub-base ignores its decoding error.
-    let path = format!("/trails/{id}/steps/3/progress");
+    let path = format!("/trails/{id}/steps/2/progress");
     let bad = json!({"Status": "DONE", "progress": "100", "status-msg": 7});
     let r = c.send_json("PUT", &path, &t, &bad).unwrap();
     assert_eq!(r.status, 200);
@@ -589,14 +602,14 @@ fn trails_and_steps_follow_the_hub_rules() {
         .request("PUT", &path, &[("Authorization", &auth)], b"{oops")
         .unwrap();
     assert_eq!((r.status, &r.json()["status"]), (200, &json!("")));
-    assert_eq!(hub.progress_history(&id, 3)[1], json!("{oops"));
+    assert_eq!(hub.progress_history(&id, 2)[1], json!("{oops"));
     // Only a JSON object is an operator: a JSON string matches as written; an unknown
     // operator is refused.
-    hub.post_step(&id, 4, factory_state(&sha), "four");
+    hub.post_step(&id, 3, factory_state(&sha), "three");
     let plain = c
         .get(&format!("/trails/{id}/steps?progress.status=NEW"), &t)
         .unwrap();
-    assert_eq!(plain.json()[0]["rev"], json!(4));
+    assert_eq!(plain.json()[0]["rev"], json!(3));
     let quoted = "progress.status=%22NEW%22";
     let r = c.get(&format!("/trails/{id}/steps?{quoted}"), &t).unwrap();
     assert_eq!(r.json(), json!([]));

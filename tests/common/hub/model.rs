@@ -425,7 +425,8 @@ impl Model {
             }
             self.state_objects(owner, map)?
         };
-        let now = text::rfc3339_now();
+        // The hub leaves both times at Go's zero time until a progress report touches it.
+        let zero = text::GO_ZERO_TIME.to_string();
         self.trails.insert(
             device_id.to_string(),
             Trail {
@@ -433,42 +434,70 @@ impl Model {
                 owner: owner.to_string(),
                 device: prn,
                 factory_state: state.clone(),
-                used_objects: used,
-                last_insync: now.clone(),
-                last_touched: now,
+                used_objects: used.clone(),
+                last_insync: zero.clone(),
+                last_touched: zero,
             },
         );
-        self.add_step(
+        let progress = views::default_progress("DONE", 0);
+        self.insert_step(
             device_id,
             0,
             state,
             "Factory State (rev 0)",
-            views::default_progress("DONE", 100),
-        )?;
+            progress,
+            used,
+            None,
+        );
         Ok(&self.trails[device_id])
     }
 
-    /// Adds step `rev` to the device's trail.
+    /// Adds the owner's step `rev`, NEW, as pantahub-base accepts one: the previous rev
+    /// must exist, and every object of the state must be the owner's, uploaded.
     pub fn add_step(
         &mut self,
         device_id: &str,
         rev: u64,
         state: Value,
         commit_msg: &str,
-        progress: Value,
     ) -> Result<(), String> {
         let trail = self
             .trails
             .get(device_id)
             .ok_or("no trail for this device")?;
-        let key = (device_id.to_string(), rev);
-        if self.steps.contains_key(&key) {
+        let owner = trail.owner.clone();
+        if rev == 0 || !self.steps.contains_key(&(device_id.to_string(), rev - 1)) {
+            return Err(format!(
+                "bad step rev {rev}: no step {}",
+                rev.wrapping_sub(1)
+            ));
+        }
+        if self.steps.contains_key(&(device_id.to_string(), rev)) {
             return Err(format!("step {rev} exists"));
         }
-        let used = match state.as_object() {
-            Some(map) => self.state_objects(&trail.owner, map).unwrap_or_default(),
-            None => Vec::new(),
+        let map = state.as_object().ok_or("state is not an object")?;
+        let used = self.state_objects(&owner, map)?;
+        let progress = views::default_progress("NEW", 0);
+        let epoch = Some(text::UNIX_EPOCH_TIME);
+        self.insert_step(device_id, rev, state, commit_msg, progress, used, epoch);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_step(
+        &mut self,
+        device_id: &str,
+        rev: u64,
+        state: Value,
+        commit_msg: &str,
+        progress: Value,
+        used: Vec<String>,
+        progress_time: Option<&str>,
+    ) {
+        let Some(trail) = self.trails.get(device_id) else {
+            return;
         };
+        let key = (device_id.to_string(), rev);
         let now = text::rfc3339_now();
         let step = Step {
             trail_id: device_id.to_string(),
@@ -482,11 +511,10 @@ impl Model {
             progress_bodies: Vec::new(),
             used_objects: used,
             step_time: now.clone(),
-            progress_time: now.clone(),
+            progress_time: progress_time.map_or(now.clone(), String::from),
             created: now.clone(),
             modified: now,
         };
         self.steps.insert(key, step);
-        Ok(())
     }
 }

@@ -73,7 +73,13 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Now in RFC 3339 UTC with milliseconds, as times come back from the hub's database.
+/// Go's zero `time.Time` as JSON.
+pub const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+/// The Unix epoch as Go writes it in JSON.
+pub const UNIX_EPOCH_TIME: &str = "1970-01-01T00:00:00Z";
+
+/// Now as the hub writes a stored time: RFC 3339 in UTC, milliseconds (the database's
+/// precision) with trailing zeros dropped, as Go does.
 pub fn rfc3339_now() -> String {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -81,12 +87,18 @@ pub fn rfc3339_now() -> String {
     let secs = d.as_secs();
     let (y, m, day) = civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
+    let mut frac = format!(".{:03}", d.subsec_millis());
+    while frac.ends_with('0') {
+        frac.pop();
+    }
+    if frac == "." {
+        frac.clear();
+    }
     format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}{frac}Z",
         rem / 3600,
         rem / 60 % 60,
         rem % 60,
-        d.subsec_millis()
     )
 }
 

@@ -125,19 +125,25 @@ impl TestHub {
         self.shared.model().trails.get(id).map(views::trail_json)
     }
 
-    /// Posts a NEW step for the device, as its owner would. The trail must exist (the
-    /// device made it with its factory state).
+    /// Posts a NEW step for the device, as its owner would. As pantahub-base requires, the
+    /// trail must exist (the device made it with its factory state), step `rev - 1` must
+    /// exist, and the state's objects must be the owner's and uploaded (`add_object`).
     pub fn post_step(&self, device_id: &str, rev: u64, state: Value, commit_msg: &str) {
+        self.try_post_step(device_id, rev, state, commit_msg)
+            .unwrap_or_else(|e| panic!("post_step {device_id} rev {rev}: {e}"));
+    }
+
+    /// `post_step` that says why the hub refuses the step instead of panicking.
+    pub fn try_post_step(
+        &self,
+        device_id: &str,
+        rev: u64,
+        state: Value,
+        commit_msg: &str,
+    ) -> Result<(), String> {
         self.shared
             .model()
-            .add_step(
-                device_id,
-                rev,
-                state,
-                commit_msg,
-                views::default_progress("NEW", 0),
-            )
-            .unwrap_or_else(|e| panic!("post_step {device_id} rev {rev}: {e}"));
+            .add_step(device_id, rev, state, commit_msg)
     }
 
     /// Sets a step's stored progress as the hub would serve it (e.g. to leave a step
