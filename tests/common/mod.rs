@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tern::http::{BodyDecoder, Limits, parse_response_head};
 
 pub mod device;
+pub mod hub;
 pub mod rootfs;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
