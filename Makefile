@@ -1,5 +1,8 @@
 # Tern: the first two targets are the README's quick start.
 CARGO ?= cargo
+# Nothing started by these targets (the demo, tests, benches, smoke runs) talks to a real hub
+# unless asked: `make run TERN_HUB=on` lets the demo register with PH_CREDS_HOST.
+export TERN_HUB ?= off
 DEMO  ?= $(CURDIR)/.demo
 
 .PHONY: all build run test bench fuzz-smoke static clean setup-test-deps

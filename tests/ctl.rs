@@ -12,6 +12,7 @@ use common::*;
 
 fn ctl(d: &Daemon, args: &[&str]) -> Output {
     Command::new(tern_bin())
+        .env("TERN_HUB", "off")
         .arg("ctl")
         .arg("-s")
         .arg(&d.socket)
@@ -164,6 +165,7 @@ fn usage_errors_exit_2_and_a_missing_socket_exits_255() {
     let d = Daemon::start();
     assert_eq!(out(&ctl(&d, &["frobnicate"])).0, 2);
     let o = Command::new(tern_bin())
+        .env("TERN_HUB", "off")
         .args(["ctl", "-s"])
         .arg(Path::new("/nonexistent/pv-ctrl"))
         .args(["steps", "ls"])

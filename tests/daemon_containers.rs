@@ -527,7 +527,7 @@ fn xconnect_brings_a_providers_socket_into_its_consumer_and_follows_restarts() {
     require_containers!("xconnect");
     let provider = Spec::new(
         "x1-prov",
-        "exec tern daemon --storage /tmp/s --rundir /run/prov --set PV_LOG_LEVEL=2",
+        "exec tern daemon --storage /tmp/s --rundir /run/prov --set PV_LOG_LEVEL=2 --set TERN_HUB=off",
         json!({"group": "platform", "restart_policy": "container"}),
     );
     let consumer = Spec::new(

@@ -25,6 +25,7 @@ struct Traced {
 
 fn start_traced() -> Option<Traced> {
     if Command::new("strace")
+        .env("TERN_HUB", "off")
         .arg("-V")
         .stdout(Stdio::null())
         .status()
@@ -37,6 +38,7 @@ fn start_traced() -> Option<Traced> {
     let trace = dir.path().join("trace");
     let socket = dir.path().join("run/pv-ctrl");
     let strace = Command::new("strace")
+        .env("TERN_HUB", "off")
         .args(["-f", "-qq", "-s", "256", "-o"])
         .arg(&trace)
         .args([

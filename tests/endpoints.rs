@@ -536,7 +536,11 @@ fn unknown_paths_and_methods() {
 // ---- command line and configuration ----
 
 fn tern(args: &[&str]) -> std::process::Output {
-    Command::new(tern_bin()).args(args).output().unwrap()
+    Command::new(tern_bin())
+        .env("TERN_HUB", "off")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -676,6 +680,7 @@ fn sigterm_and_sigint_exit_0_and_remove_the_socket() {
 fn a_second_daemon_on_a_live_socket_exits_1_and_leaves_the_first_alone() {
     let d = Daemon::start();
     let o = Command::new(tern_bin())
+        .env("TERN_HUB", "off")
         .args(["daemon", "--storage"])
         .arg(d.dir.path().join("other"))
         .arg("--rundir")
@@ -709,6 +714,7 @@ fn factory_object_that_does_not_match_its_name_stops_the_start() {
     std::fs::write(f.join("objects").join("a".repeat(64)), b"not that").unwrap();
     std::fs::write(f.join("json"), EMPTY_STATE).unwrap();
     let o = Command::new(tern_bin())
+        .env("TERN_HUB", "off")
         .arg("daemon")
         .arg("--storage")
         .arg(dir.path().join("s"))

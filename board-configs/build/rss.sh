@@ -11,7 +11,7 @@ for spec in "$@"; do
     rss=() anon=() file=() vsz=()
     for _ in 1 2 3; do
         tmp=$(mktemp -d "${TMPDIR:-/tmp}/tern-rss.XXXXXX")
-        env -i PATH="$PATH" "$bin" daemon --storage "$tmp/s" --rundir "$tmp/r" 2>/dev/null &
+        env -i PATH="$PATH" TERN_HUB=off "$bin" daemon --storage "$tmp/s" --rundir "$tmp/r" 2>/dev/null &
         pid=$!
         for _ in $(seq 100); do [ -S "$tmp/r/pv-ctrl" ] && break; sleep 0.05; done
         sleep 1

@@ -127,6 +127,8 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log);
+        // No test daemon talks to a real hub; the hub tests turn their client on with --set.
+        cmd.env("TERN_HUB", "off");
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }

@@ -280,6 +280,8 @@ pub struct HubClient {
     testing_failed: bool,
     wake: Option<Instant>,
     last_failed: bool,
+    /// The `pantahub.*` keys as last published.
+    own_meta: BTreeMap<&'static str, String>,
     out: Vec<HubAction>,
 }
 
@@ -321,6 +323,7 @@ impl HubClient {
             testing_failed: false,
             wake: None,
             last_failed: false,
+            own_meta: BTreeMap::new(),
             out: Vec::new(),
         }
     }
@@ -366,10 +369,8 @@ impl HubClient {
             name: "pantahub-host",
             value: url,
         });
-        self.out.push(HubAction::Meta {
-            key: "pantahub.address",
-            value: format!("{}:{}", self.settings.host, self.settings.port),
-        });
+        let address = format!("{}:{}", self.settings.host, self.settings.port);
+        self.meta("pantahub.address", &address);
         self.publish_claimed();
         self.publish_online(false);
         if self.creds.is_registered() {
@@ -429,30 +430,28 @@ impl HubClient {
             format!("hub: {} -> {} ({why})", self.stage.as_str(), to.as_str()),
         );
         self.stage = to;
-        self.out.push(HubAction::Meta {
-            key: "pantahub.state",
-            value: to.as_str().into(),
-        });
+        self.meta("pantahub.state", to.as_str());
     }
 
     fn log(&mut self, level: log::Level, msg: String) {
         self.out.push(HubAction::Log { level, msg });
     }
 
-    fn publish_claimed(&mut self) {
-        let v = if self.claimed { "1" } else { "0" };
+    fn meta(&mut self, key: &'static str, value: &str) {
+        self.own_meta.insert(key, value.to_string());
         self.out.push(HubAction::Meta {
-            key: "pantahub.claimed",
-            value: v.into(),
+            key,
+            value: value.to_string(),
         });
+    }
+
+    fn publish_claimed(&mut self) {
+        self.meta("pantahub.claimed", if self.claimed { "1" } else { "0" });
     }
 
     fn publish_online(&mut self, online: bool) {
         self.online = online;
-        self.out.push(HubAction::Meta {
-            key: "pantahub.online",
-            value: if online { "1" } else { "0" }.into(),
-        });
+        self.meta("pantahub.online", if online { "1" } else { "0" });
     }
 
     fn call(&mut self, job: Job, call: Call) {
@@ -1005,13 +1004,15 @@ impl HubClient {
             _ => {}
         }
         if due(self.full_devmeta_at) {
-            let all = dev.device_meta();
+            // The whole map goes as a PATCH too: pantahub-base stores a PUT's dotted keys
+            // quoted and a PATCH's as sent, so mixing the two leaves stale twins behind.
+            let all = self.device_meta(dev);
             let body: Map<String, Value> = all
                 .iter()
                 .map(|(k, v)| (k.clone(), wire::meta_value(v)))
                 .collect();
             self.devmeta_at = Some(now + self.settings.devmeta_interval);
-            let call = wire::device_meta_put(&self.creds.id, &body);
+            let call = wire::device_meta_patch(&self.creds.id, &body);
             return Some((
                 Job::DevMeta {
                     sent: all,
@@ -1022,7 +1023,7 @@ impl HubClient {
         }
         if due(self.devmeta_at) {
             self.devmeta_at = Some(now + self.settings.devmeta_interval);
-            let all = dev.device_meta();
+            let all = self.device_meta(dev);
             let mut changes = Map::new();
             let mut sent = BTreeMap::new();
             for (k, v) in &all {
@@ -1049,6 +1050,14 @@ impl HubClient {
             return Some((Job::Steps, wire::pending_steps(&self.creds.id)));
         }
         None
+    }
+
+    /// The device's meta with the client's own keys as they are now (the device's copy of
+    /// them follows these actions, which are not carried out yet).
+    fn device_meta(&self, dev: &dyn DeviceView) -> BTreeMap<String, String> {
+        let mut all = dev.device_meta();
+        all.extend(self.own_meta.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        all
     }
 
     fn next_sync_call(&mut self, dev: &dyn DeviceView) -> (Job, Call) {

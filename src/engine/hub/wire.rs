@@ -98,10 +98,6 @@ pub fn user_meta(id: &str) -> Call {
     Call::new("GET", format!("/devices/{id}/user-meta"), true)
 }
 
-pub fn device_meta_put(id: &str, all: &Map<String, Value>) -> Call {
-    Call::new("PUT", format!("/devices/{id}/device-meta"), true).json(&Value::Object(all.clone()))
-}
-
 pub fn device_meta_patch(id: &str, changes: &Map<String, Value>) -> Call {
     Call::new("PATCH", format!("/devices/{id}/device-meta"), true)
         .json(&Value::Object(changes.clone()))
