@@ -11,8 +11,8 @@ mod api;
 mod blob;
 mod exchange;
 mod fetch;
-pub mod resolver;
-pub mod stream;
+mod resolver;
+mod stream;
 pub mod tls;
 
 use std::collections::VecDeque;
@@ -27,11 +27,10 @@ use api::ApiLane;
 use fetch::BlobJob;
 use stream::Dial;
 
-pub use blob::{Url, parse_url};
-
 /// Tokens owned by a transport.
 pub const TOKENS: usize = 1024;
 
+#[derive(Clone, Debug)]
 pub struct Proxy {
     pub host: String,
     pub port: u16,
@@ -39,6 +38,7 @@ pub struct Proxy {
     pub connect: bool,
 }
 
+#[derive(Clone, Debug)]
 pub struct TransportConfig {
     /// The hub (a name or a literal IP).
     pub host: String,
@@ -63,6 +63,7 @@ pub struct TransportConfig {
 
 pub type CallId = u64;
 
+#[derive(Clone, Debug)]
 pub struct Request {
     pub method: String,
     pub path: String,
@@ -70,7 +71,7 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -104,6 +105,7 @@ impl std::fmt::Display for NetError {
     }
 }
 
+#[derive(Clone, Debug)]
 pub struct Blob {
     /// `https://host[:port]/path[?query]`: path and query are sent, host and port dialled.
     pub url: String,
@@ -112,7 +114,7 @@ pub struct Blob {
     pub expected_size: Option<u64>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobDone {
     pub bytes: u64,
     pub sha256_hex: String,
