@@ -6,6 +6,20 @@
 //! never retries or backs off — the hub state machine does — except for one transparent retry
 //! of a request whose reused, idle connection turned out closed. It must never block: no
 //! blocking DNS, connect or handshake, reads bounded per readiness round.
+//!
+//! How the reactor drives it:
+//! - every event whose token [`Transport::owns`] goes to [`Transport::ready`];
+//! - the poll timeout includes [`Transport::next_deadline`], and [`Transport::expire`] runs once
+//!   it passed. The deadline may equal the last `now` given: a completion decided inside
+//!   `call`/`fetch` (bad URL, resolve failure of a literal-free name with no nameserver, ...)
+//!   or reads left over by the per-round budget are handed out by the next `expire`.
+//! - completions are only ever appended to the `out` of `ready`/`expire`.
+//!
+//! Errors: `Resolve` (name unknown or no nameserver answer), `Connect` (refused/unreachable,
+//! proxy refused CONNECT), `Tls` (certificate, name, handshake), `Timeout` (connect_timeout for
+//! resolve+TCP+TLS, request_timeout without progress afterwards), `Closed` (peer closed before
+//! the reply was complete), `Protocol` (bad framing, unexpected status for a blob, size
+//! mismatch), `TooLarge` (reply over max_body), `Io` (local file or socket error).
 
 mod api;
 mod blob;
