@@ -11,7 +11,7 @@
 //! - every event whose token [`Transport::owns`] goes to [`Transport::ready`];
 //! - the poll timeout includes [`Transport::next_deadline`], and [`Transport::expire`] runs once
 //!   it passed. The deadline may equal the last `now` given: a completion decided inside
-//!   `call`/`fetch` (bad URL, resolve failure of a literal-free name with no nameserver, ...)
+//!   `call`/`fetch` (bad URL, no nameserver configured, a complete partial blob, ...)
 //!   or reads left over by the per-round budget are handed out by the next `expire`.
 //! - completions are only ever appended to the `out` of `ready`/`expire`.
 //!
