@@ -830,3 +830,72 @@ fn reset_drops_everything_silently() {
     d.call(4, "GET", "/json/10", b"");
     assert_eq!(d.replies(1)[0].0, 4);
 }
+
+#[test]
+fn a_refused_connection_is_a_connect_error() {
+    let env = Env::new("refused");
+    let mut cfg = env.config("127.0.0.1");
+    cfg.port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut d = Driver::new(cfg);
+    d.call(1, "GET", "/json/10", b"");
+    let r = d.replies(1);
+    assert!(matches!(&r[0].1, Err(NetError::Connect(_))), "{:?}", r[0].1);
+}
+
+#[test]
+fn a_hub_that_never_handshakes_times_out_within_connect_timeout() {
+    let env = Env::new("nohandshake");
+    let mute = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = env.config("127.0.0.1");
+    cfg.port = mute.local_addr().unwrap().port();
+    cfg.connect_timeout = Duration::from_millis(500);
+    let mut d = Driver::new(cfg);
+    let start = Instant::now();
+    d.call(1, "GET", "/json/10", b"");
+    d.fetch(
+        2,
+        format!(
+            "https://127.0.0.1:{}/blob",
+            mute.local_addr().unwrap().port()
+        ),
+        &env.dir.path().join("o"),
+        None,
+    );
+    let out = d.run(2);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert!(
+        matches!(
+            &out[..],
+            [
+                Completion::Reply {
+                    result: Err(NetError::Timeout),
+                    ..
+                },
+                Completion::BlobDone {
+                    result: Err(NetError::Timeout),
+                    ..
+                }
+            ] | [
+                Completion::BlobDone {
+                    result: Err(NetError::Timeout),
+                    ..
+                },
+                Completion::Reply {
+                    result: Err(NetError::Timeout),
+                    ..
+                }
+            ]
+        ),
+        "{out:?}"
+    );
+    assert_eq!(d.t.stats().connects, 2);
+    assert_eq!(d.t.stats().handshakes, 0);
+}

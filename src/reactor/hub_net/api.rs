@@ -18,6 +18,8 @@ use crate::http::{BodyMode, Limits, ResponseReader, encode_request};
 
 /// Passes through the lane per `drive` (each pass finishes or starts at most one call).
 const PASSES: usize = 4;
+/// Reads of an idle connection per `drive` (only TLS housekeeping records may arrive).
+const IDLE_ROUNDS: usize = 8;
 
 struct Call {
     id: CallId,
@@ -249,9 +251,16 @@ impl ApiLane {
             .is_none_or(|since| now >= since + cfg.idle_close);
         let mut keep = conn.is_open() && !idle_over;
         let mut buf = [0u8; 512];
+        let mut rounds = 0;
         while keep {
+            rounds += 1;
             match conn.read(&mut buf, stats) {
                 Ok(Got::WouldBlock) => break,
+                // Records without application data (session tickets): bounded, then yield.
+                Ok(Got::Data(0)) if rounds >= IDLE_ROUNDS => {
+                    self.more = true;
+                    break;
+                }
                 Ok(Got::Data(0)) => {}
                 // Bytes nobody asked for, a close, an error: the connection is done.
                 Ok(Got::Data(_) | Got::Eof) | Err(_) => keep = false,
@@ -296,7 +305,10 @@ impl ApiLane {
         match (&self.conn, &self.current) {
             (Some(c), Some(call)) if c.is_open() => Some(call.last_progress + cfg.request_timeout),
             (Some(c), Some(_)) => c.deadline(),
-            (Some(c), None) if c.is_open() => self.idle_since.map(|s| s + cfg.idle_close),
+            // Open but never used (its call was cancelled): close it at once.
+            (Some(c), None) if c.is_open() => {
+                self.idle_since.map_or(now, |s| Some(s + cfg.idle_close))
+            }
             (Some(_), None) => now,
             (None, Some(_)) => now,
             (None, None) if !self.queue.is_empty() => now,

@@ -6,13 +6,27 @@
 //! never retries or backs off — the hub state machine does — except for one transparent retry
 //! of a request whose reused, idle connection turned out closed. It must never block: no
 //! blocking DNS, connect or handshake, reads bounded per readiness round.
+//!
+//! How the reactor drives it:
+//! - every event whose token [`Transport::owns`] goes to [`Transport::ready`];
+//! - the poll timeout includes [`Transport::next_deadline`], and [`Transport::expire`] runs once
+//!   it passed. The deadline may equal the last `now` given: a completion decided inside
+//!   `call`/`fetch` (bad URL, no nameserver configured, a complete partial blob, ...)
+//!   or reads left over by the per-round budget are handed out by the next `expire`.
+//! - completions are only ever appended to the `out` of `ready`/`expire`.
+//!
+//! Errors: `Resolve` (name unknown or no nameserver answer), `Connect` (refused/unreachable,
+//! proxy refused CONNECT), `Tls` (certificate, name, handshake), `Timeout` (connect_timeout for
+//! resolve+TCP+TLS, request_timeout without progress afterwards), `Closed` (peer closed before
+//! the reply was complete), `Protocol` (bad framing, unexpected status for a blob, size
+//! mismatch), `TooLarge` (reply over max_body), `Io` (local file or socket error).
 
 mod api;
 mod blob;
 mod exchange;
 mod fetch;
-pub mod resolver;
-pub mod stream;
+mod resolver;
+mod stream;
 pub mod tls;
 
 use std::collections::VecDeque;
@@ -27,11 +41,10 @@ use api::ApiLane;
 use fetch::BlobJob;
 use stream::Dial;
 
-pub use blob::{Url, parse_url};
-
 /// Tokens owned by a transport.
 pub const TOKENS: usize = 1024;
 
+#[derive(Clone, Debug)]
 pub struct Proxy {
     pub host: String,
     pub port: u16,
@@ -39,6 +52,7 @@ pub struct Proxy {
     pub connect: bool,
 }
 
+#[derive(Clone, Debug)]
 pub struct TransportConfig {
     /// The hub (a name or a literal IP).
     pub host: String,
@@ -63,6 +77,7 @@ pub struct TransportConfig {
 
 pub type CallId = u64;
 
+#[derive(Clone, Debug)]
 pub struct Request {
     pub method: String,
     pub path: String,
@@ -70,7 +85,7 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -104,6 +119,7 @@ impl std::fmt::Display for NetError {
     }
 }
 
+#[derive(Clone, Debug)]
 pub struct Blob {
     /// `https://host[:port]/path[?query]`: path and query are sent, host and port dialled.
     pub url: String,
@@ -112,7 +128,7 @@ pub struct Blob {
     pub expected_size: Option<u64>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobDone {
     pub bytes: u64,
     pub sha256_hex: String,

@@ -360,11 +360,6 @@ impl TlsConn {
         Ok(())
     }
 
-    /// True when every queued byte reached the socket.
-    pub fn flushed(&self) -> bool {
-        !self.tls.wants_write()
-    }
-
     /// Read plaintext: what rustls holds, else socket reads until a record is complete.
     /// `Data(0)` means "progress, call again": a bound on socket reads per call was reached.
     pub fn read(&mut self, buf: &mut [u8], stats: &mut Stats) -> Result<Got, NetError> {
