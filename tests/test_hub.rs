@@ -970,7 +970,12 @@ fn pantahub_base_quirks_are_kept() {
     );
     let got = c.get(&format!("/devices/{id}"), &t2).unwrap().json();
     assert_eq!(got["device-meta"], hub.device_meta(&id));
-    // Another device's meta: PUT says not found, PATCH says mismatch.
+    // Another device's: GET of the device 403, user-meta not found; device-meta PUT says
+    // not found, PATCH says mismatch.
+    let other_dev = register(&mut c)["id"].as_str().unwrap().to_string();
+    assert_error_shape(&c.get(&format!("/devices/{other_dev}"), &t2).unwrap(), 403);
+    let um = format!("/devices/{other_dev}/user-meta");
+    assert_error_shape(&c.get(&um, &t2).unwrap(), 404);
     let other = "0123456789abcdef01234567";
     let path = format!("/devices/{other}/device-meta");
     assert_error_shape(&c.send_json("PUT", &path, &t2, &put).unwrap(), 404);
@@ -1010,4 +1015,28 @@ fn pantahub_base_quirks_are_kept() {
         )
         .unwrap();
     assert_unauthorized(&r);
+}
+
+#[test]
+fn go_chunking_sends_large_json_chunked() {
+    let hub = TestHub::start_with(HubOpts {
+        go_chunking: true,
+        ..HubOpts::default()
+    });
+    let mut c = hub.client();
+    let (id, t) = claimed(&hub, &mut c);
+    let path = format!("/devices/{id}/user-meta");
+    hub.set_user_meta(&id, json!({"small": "1"}));
+    let r = c.get(&path, &t).unwrap();
+    assert!(r.header("Transfer-Encoding").is_none());
+    assert!(r.header("Content-Length").is_some());
+    let big = "x".repeat(10_000);
+    hub.set_user_meta(&id, json!({"big": big}));
+    let r = c.get(&path, &t).unwrap();
+    assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
+    assert!(r.header("Content-Length").is_none());
+    assert_eq!(r.json()["big"], json!(big));
+    // The connection stays usable after a chunked answer.
+    assert_eq!(c.get("/trails/", &t).unwrap().status, 200);
+    assert_eq!(hub.stats().connections, 1);
 }

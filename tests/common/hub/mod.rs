@@ -58,6 +58,10 @@ pub struct HubOpts {
     /// only check that the token has an owner claim, and a device token always has one.
     /// Off by default: such calls get 403 instead.
     pub empty_owner_passes: bool,
+    /// Send JSON answers over 2 KiB with chunked transfer encoding, as Go's server (and so
+    /// pantahub-base) does for a handler that sets no length. Off by default: every
+    /// answer has a Content-Length.
+    pub go_chunking: bool,
 }
 
 impl Default for HubOpts {
@@ -70,6 +74,7 @@ impl Default for HubOpts {
             tls12_only: false,
             owner: "prn:pantahub.com:auth:/tern-test-user".into(),
             empty_owner_passes: false,
+            go_chunking: false,
         }
     }
 }

@@ -222,6 +222,10 @@ fn get_device(hub: &Shared, tok: &Token, id: &str) -> Response {
 }
 
 fn user_meta(hub: &Shared, req: &Request, tok: &Token, id: &str) -> Response {
+    // A device's lookup includes its own prn: another device's id is simply not found.
+    if tok.is_device() && tok.device_id != id {
+        return Response::error(404, "Device not found");
+    }
     if let Err(r) = own_device(hub, tok, id) {
         return r;
     }

@@ -1,7 +1,8 @@
 //! The test hub's transport: the accept loop, one thread per connection, TLS through
 //! rustls, and HTTP/1.1 framing (persistent connections, Content-Length or chunked request
-//! bodies, responses always with Content-Length). Applies the down, stall and fail faults
-//! before a request reaches the routes, counts everything, and logs every answer.
+//! bodies, responses with Content-Length, or chunked as Go's server sends large JSON when
+//! `go_chunking` is on). Applies the down, stall and fail faults before a request reaches
+//! the routes, counts everything, and logs every answer.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,6 +20,8 @@ use super::shared::{Logged, Shared, lock};
 /// How often a blocked connection looks at the down and stop flags.
 const POLL: Duration = Duration::from_millis(20);
 const MAX_HEAD: usize = 64 * 1024;
+/// Go's server sends a Content-Length only for answers that fit this buffer.
+const GO_CHUNKING_BUFFER: usize = 2048;
 
 type Tls = StreamOwned<ServerConnection, TcpStream>;
 
@@ -192,6 +195,7 @@ fn read_request(
             .collect(),
         body: Vec::new(),
         wants_close: false,
+        http10: parsed.version == Some(0),
     };
     let connection = req.header("Connection").map(str::to_ascii_lowercase);
     req.wants_close = match (parsed.version, connection) {
@@ -314,14 +318,37 @@ fn answer(hub: &Shared, id: u64, tls: &mut Tls, req: Request) -> bool {
     for (k, v) in &resp.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    // Go's server chunks a handler's answer once it outgrows its 2 KiB buffer; the blob
+    // store sets a length, and HTTP/1.0 cannot chunk.
+    let chunked = hub.opts.go_chunking
+        && !req.http10
+        && resp.body.len() > GO_CHUNKING_BUFFER
+        && resp.cut_at.is_none()
+        && resp
+            .headers
+            .iter()
+            .any(|(k, v)| k == "Content-Type" && v.starts_with("application/json"));
+    if chunked {
+        head.push_str("Transfer-Encoding: chunked\r\n");
+    } else {
+        head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    }
     if close {
         head.push_str("Connection: close\r\n");
     }
     head.push_str("\r\n");
     let sent = resp.cut_at.unwrap_or(resp.body.len()).min(resp.body.len());
     let mut out = head.into_bytes();
-    out.extend_from_slice(&resp.body[..sent]);
+    if chunked {
+        for piece in resp.body.chunks(4096) {
+            out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            out.extend_from_slice(piece);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        out.extend_from_slice(&resp.body[..sent]);
+    }
     hub.record(Logged {
         conn: id,
         method: req.method,
