@@ -4,6 +4,26 @@
 //! log, and faults a test can switch on and off while the device runs.
 //!
 //! `TestHub` is the handle a test holds; the server threads share its state under mutexes.
+//!
+//! A test typically points the device at `hub.host()`, `hub.port()` and `hub.certs_dir()`,
+//! then plays the user:
+//!
+//! ```ignore
+//! let hub = TestHub::start();
+//! // … start Tern with the hub's host, port and CA directory …
+//! let id = hub.wait_for_device(Duration::from_secs(10)).expect("registered");
+//! assert!(hub.claim(&id));
+//! assert!(hub.wait_until(Duration::from_secs(20), |h| h.trail(&id).is_some()));
+//! let sha = hub.add_object(b"new app");
+//! hub.post_step(&id, 1, json!({"#spec": "pantavisor-service-system@1", "app/x": sha}), "update");
+//! hub.wait_until(Duration::from_secs(30), |h| {
+//!     h.progress(&id, 1).is_some_and(|p| p["status"] == "DONE")
+//! });
+//! ```
+//!
+//! Where pantahub-base's behaviour and the plan for this hub differ, the plan is the
+//! default and `HubOpts` switches to the real behaviour (`empty_owner_passes`,
+//! `go_chunking`).
 
 pub mod certs;
 pub mod client;
