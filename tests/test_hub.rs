@@ -1040,3 +1040,36 @@ fn go_chunking_sends_large_json_chunked() {
     assert_eq!(c.get("/trails/", &t).unwrap().status, 200);
     assert_eq!(hub.stats().connections, 1);
 }
+
+#[test]
+fn connections_end_when_idle_full_or_closed_by_the_hub() {
+    let hub = TestHub::start_with(HubOpts {
+        idle_timeout: Some(Duration::from_millis(200)),
+        max_requests: Some(3),
+        ..HubOpts::default()
+    });
+    let mut c = hub.client();
+    let (_id, t) = claimed(&hub, &mut c);
+    // register + login were 2; the third request is the last on this connection.
+    let r = c.get("/trails/", &t).unwrap();
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(c.is_closed());
+
+    let mut c = hub.client();
+    assert_eq!(c.get("/trails/", &t).unwrap().status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(c.is_closed(), "idle connection still open");
+
+    let mut c = hub.client();
+    assert_eq!(c.get("/trails/", &t).unwrap().status, 200);
+    hub.close_connections();
+    assert!(c.get("/trails/", &t).is_err());
+    let mut c = hub.client();
+    assert_eq!(c.get("/trails/", &t).unwrap().status, 200);
+    assert_eq!(hub.stats().connections, 4);
+
+    // HTTP/1.0 with keep-alive is kept alive, and says so.
+    let raw = b"GET /trails/ HTTP/1.0\r\nConnection: keep-alive\r\nUser-Agent: x\r\n\r\n";
+    let r = c.send_raw(raw).unwrap();
+    assert_eq!(r.header("Connection"), Some("keep-alive"));
+}

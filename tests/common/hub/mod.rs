@@ -82,6 +82,12 @@ pub struct HubOpts {
     /// pantahub-base) does for a handler that sets no length. Off by default: every
     /// answer has a Content-Length.
     pub go_chunking: bool,
+    /// Close a kept-alive connection after this long without a request (nginx in front of
+    /// the real hub closes after 75 s). `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Close a connection (with `Connection: close`) after this many requests (nginx:
+    /// 1000). `None`: never.
+    pub max_requests: Option<u64>,
 }
 
 impl Default for HubOpts {
@@ -95,6 +101,8 @@ impl Default for HubOpts {
             owner: "prn:pantahub.com:auth:/tern-test-user".into(),
             empty_owner_passes: false,
             go_chunking: false,
+            idle_timeout: None,
+            max_requests: None,
         }
     }
 }
@@ -224,6 +232,12 @@ impl TestHub {
         if down {
             self.shared.close_all();
         }
+    }
+
+    /// Closes every open connection now (the hub stays up): the device's next request on
+    /// a kept-alive connection finds it gone.
+    pub fn close_connections(&self) {
+        self.shared.close_all();
     }
 
     /// Requests whose path (with query) starts with `prefix` get `status` with the error

@@ -82,10 +82,15 @@ fn serve(hub: &Shared, id: u64, sock: TcpStream, config: Arc<ServerConfig>) {
     }
     hub.count_handshake(id);
     let mut carry = Vec::new();
+    let mut served = 0u64;
     loop {
         match read_request(hub, id, &mut tls, &mut carry) {
-            Ok(Some(req)) => {
+            Ok(Some(mut req)) => {
                 hub.count_request(id);
+                served += 1;
+                if hub.opts.max_requests.is_some_and(|max| served >= max) {
+                    req.wants_close = true;
+                }
                 if !answer(hub, id, &mut tls, req) {
                     break;
                 }
@@ -129,6 +134,17 @@ fn linger(hub: &Shared, sock: &mut TcpStream) {
 
 /// Reads more plaintext into `carry`; false at the end of the stream.
 fn fill(hub: &Shared, id: u64, tls: &mut Tls, carry: &mut Vec<u8>) -> io::Result<bool> {
+    fill_until(hub, id, tls, carry, None)
+}
+
+/// `fill`, but past `idle_until` it gives up as if the client had closed.
+fn fill_until(
+    hub: &Shared,
+    id: u64,
+    tls: &mut Tls,
+    carry: &mut Vec<u8>,
+    idle_until: Option<Instant>,
+) -> io::Result<bool> {
     let mut buf = [0u8; 16 * 1024];
     loop {
         if hub.halted() {
@@ -140,6 +156,9 @@ fn fill(hub: &Shared, id: u64, tls: &mut Tls, carry: &mut Vec<u8>) -> io::Result
                 hub.count_in(id, n);
                 carry.extend_from_slice(&buf[..n]);
                 return Ok(true);
+            }
+            Err(e) if is_timeout(&e) && idle_until.is_some_and(|t| Instant::now() >= t) => {
+                return Ok(false);
             }
             Err(e) if is_timeout(&e) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -159,6 +178,8 @@ fn read_request(
     tls: &mut Tls,
     carry: &mut Vec<u8>,
 ) -> io::Result<Option<Request>> {
+    // An idle keep-alive connection is closed after `idle_timeout`, as servers do.
+    let idle_until = hub.opts.idle_timeout.map(|d| Instant::now() + d);
     let head_end = loop {
         if let Some(i) = find(carry, b"\r\n\r\n") {
             break i + 4;
@@ -166,7 +187,8 @@ fn read_request(
         if carry.len() > MAX_HEAD {
             return Err(io::ErrorKind::InvalidData.into());
         }
-        if !fill(hub, id, tls, carry)? {
+        let idle = if carry.is_empty() { idle_until } else { None };
+        if !fill_until(hub, id, tls, carry, idle)? {
             return if carry.is_empty() {
                 Ok(None)
             } else {
@@ -335,6 +357,8 @@ fn answer(hub: &Shared, id: u64, tls: &mut Tls, req: Request) -> bool {
     }
     if close {
         head.push_str("Connection: close\r\n");
+    } else if req.http10 {
+        head.push_str("Connection: keep-alive\r\n");
     }
     head.push_str("\r\n");
     let sent = resp.cut_at.unwrap_or(resp.body.len()).min(resp.body.len());
