@@ -82,11 +82,11 @@ pub struct HubOpts {
     /// pantahub-base) does for a handler that sets no length. Off by default: every
     /// answer has a Content-Length.
     pub go_chunking: bool,
-    /// Close a kept-alive connection after this long without a request (nginx in front of
-    /// the real hub closes after 75 s). `None`: never.
+    /// Close a kept-alive connection after this long without a request (nginx, which
+    /// fronts the real hub, closes after 75 s by default). `None`: never.
     pub idle_timeout: Option<Duration>,
-    /// Close a connection (with `Connection: close`) after this many requests (nginx:
-    /// 1000). `None`: never.
+    /// Close a connection (with `Connection: close`) after this many requests (nginx's
+    /// default: 1000). `None`: never.
     pub max_requests: Option<u64>,
 }
 
