@@ -21,9 +21,9 @@
 //! });
 //! ```
 //!
-//! Where pantahub-base's behaviour and the plan for this hub differ, the plan is the
-//! default and `HubOpts` switches to the real behaviour (`empty_owner_passes`,
-//! `go_chunking`).
+//! Two pantahub-base behaviours are off by default, the stricter or simpler answer being
+//! the default, and `HubOpts` switches them on: writes by an owner-less token
+//! (`empty_owner_passes`) and chunked large answers (`go_chunking`).
 
 pub mod certs;
 pub mod client;

@@ -97,12 +97,13 @@ pub fn authenticate(hub: &Shared, req: &Request) -> Result<Token, Response> {
     })
 }
 
-/// May this login create objects, trails or logs? The brief's rule (default): only with a
-/// non-empty owner. pantahub-base's rule (`empty_owner_passes`): the owner claim only has
-/// to exist, and a device token always has one, `""` before the claim.
+/// May this login create objects, trails or logs? By default only with a non-empty owner.
+/// With `empty_owner_passes`, as pantahub-base checks: the owner claim only has to exist,
+/// and a device token always has one, `""` before the claim.
 pub fn may_write(hub: &Shared, tok: &Token) -> bool {
     hub.opts.empty_owner_passes || !tok.owner.is_empty()
 }
+
 fn no_user_agent(req: &Request) -> bool {
     req.header("User-Agent")
         .is_none_or(|ua| ua.trim().is_empty())
@@ -165,6 +166,7 @@ fn register(hub: &Shared, req: &Request) -> Response {
     });
     Response::ok(&views::device_json(d, true))
 }
+
 fn login(hub: &Shared, req: &Request) -> Response {
     if no_user_agent(req) {
         return Response::user_error(403, "Incompatible Client; upgrade pantavisor");
