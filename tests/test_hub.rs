@@ -730,6 +730,19 @@ fn http_framing_keep_alive_chunked_and_close() {
     assert_eq!(hub.device_meta(&id), json!({"a": "1"}));
     assert_eq!(hub.requests().last().unwrap().body_len, 9);
 
+    // Expect: 100-continue gets its interim answer first.
+    let headers = [("Authorization", auth.as_str()), ("Expect", "100-continue")];
+    let r = c
+        .request(
+            "PATCH",
+            &format!("/devices/{id}/device-meta"),
+            &headers,
+            br#"{"b":"2"}"#,
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(hub.device_meta(&id), json!({"a": "1", "b": "2"}));
+
     // Connection: close is honoured.
     let headers = [("Authorization", auth.as_str()), ("Connection", "close")];
     let r = c.request("GET", "/trails/", &headers, b"").unwrap();
