@@ -688,6 +688,16 @@ fn logs_and_etags() {
         &c.send_json("POST", "/logs/", &t, &json!("text")).unwrap(),
         400,
     );
+    // Unknown fields are dropped; a wrong type fails the whole batch.
+    let r = c
+        .send_json("POST", "/logs/", &t, &json!([{"msg": "three", "extra": 1}]))
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(hub.logs()[2].get("extra").is_none());
+    let bad = json!([{"msg": "ok"}, {"msg": "bad", "tsec": "0"}]);
+    let r = c.send_json("POST", "/logs/", &t, &bad).unwrap();
+    assert_error_shape(&r, 400);
+    assert_eq!(hub.logs().len(), 3);
 
     hub.set_user_meta(&id, json!({"a": "1"}));
     let path = format!("/devices/{id}/user-meta");
