@@ -1096,3 +1096,31 @@ fn connections_end_when_idle_full_or_closed_by_the_hub() {
     let r = c.send_raw(raw).unwrap();
     assert_eq!(r.header("Connection"), Some("keep-alive"));
 }
+
+#[test]
+fn many_short_connections_are_counted_and_closed() {
+    let hub = TestHub::start_with(HubOpts {
+        tls12_only: true,
+        ..HubOpts::default()
+    });
+    let mut c = hub.client();
+    let (_id, t) = claimed(&hub, &mut c);
+    drop(c);
+    let auth = format!("Bearer {t}");
+    // One request per connection, as Pantavisor's own client works.
+    for _ in 0..40 {
+        let mut c = hub.client();
+        let headers = [("Authorization", auth.as_str()), ("Connection", "close")];
+        assert_eq!(
+            c.request("GET", "/trails/", &headers, b"").unwrap().status,
+            200
+        );
+    }
+    let s = hub.stats();
+    assert_eq!((s.connections, s.handshakes, s.requests), (41, 41, 42));
+    assert!(hub.wait_until(Duration::from_secs(3), |h| {
+        h.connection_stats().iter().all(|c| !c.open)
+    }));
+    let per_conn: u64 = hub.connection_stats().iter().map(|c| c.bytes_out).sum();
+    assert_eq!(per_conn, hub.stats().bytes_out);
+}
