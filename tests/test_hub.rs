@@ -282,6 +282,10 @@ fn a_device_goes_from_registration_to_an_update_on_one_connection() {
     );
     assert!(r.header("ETag").is_none());
 
+    // Every answer carries a Date, as Go's server sends.
+    let date = r.header("Date").unwrap();
+    assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
+
     // All of it on one connection.
     let stats = hub.stats();
     assert_eq!((stats.connections, stats.handshakes), (1, 1));

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use super::message::{Request, Response, reason};
-use super::routes;
 use super::shared::{Logged, Shared, lock};
+use super::{routes, text};
 
 /// How often a blocked connection looks at the down and stop flags.
 const POLL: Duration = Duration::from_millis(20);
@@ -336,7 +336,12 @@ fn answer(hub: &Shared, id: u64, tls: &mut Tls, req: Request) -> bool {
     };
     let close = req.wants_close || resp.cut_at.is_some();
 
-    let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nDate: {}\r\n",
+        resp.status,
+        reason(resp.status),
+        text::http_date_now()
+    );
     for (k, v) in &resp.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
