@@ -230,10 +230,15 @@ fn a_device_goes_from_registration_to_an_update_on_one_connection() {
         .unwrap();
     assert_eq!((r.status, &r.body[..]), (206, &next[4..]));
     assert_eq!(r.header("Content-Range"), Some("bytes 4-11/12"));
+    let r = c
+        .request("GET", &get_path, &[("Range", "bytes=-3")], b"")
+        .unwrap();
+    assert_eq!((r.status, &r.body[..]), (206, &next[9..]));
     let logged = hub.requests();
-    let ranged = logged.iter().rev().find(|l| l.path == get_path).unwrap();
-    assert_eq!(ranged.header("Range"), Some("bytes=4-"));
-    assert_eq!(ranged.status, 206);
+    let blob_gets: Vec<_> = logged.iter().filter(|l| l.path == get_path).collect();
+    let ranges: Vec<_> = blob_gets.iter().map(|l| l.header("Range")).collect();
+    assert_eq!(ranges, vec![None, Some("bytes=4-"), Some("bytes=-3")]);
+    assert_eq!(blob_gets[1].status, 206);
 
     // Progress: the echo is the hub's fields; the full bodies are kept in order.
     let p1 =
@@ -281,6 +286,10 @@ fn a_device_goes_from_registration_to_an_update_on_one_connection() {
         (200, json!({"pantahub.log.push": "1"}))
     );
     assert!(r.header("ETag").is_none());
+
+    // Every answer carries a Date, as Go's server sends.
+    let date = r.header("Date").unwrap();
+    assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
 
     // All of it on one connection.
     let stats = hub.stats();
@@ -688,6 +697,16 @@ fn logs_and_etags() {
         &c.send_json("POST", "/logs/", &t, &json!("text")).unwrap(),
         400,
     );
+    // Unknown fields are dropped; a wrong type fails the whole batch.
+    let r = c
+        .send_json("POST", "/logs/", &t, &json!([{"msg": "three", "extra": 1}]))
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(hub.logs()[2].get("extra").is_none());
+    let bad = json!([{"msg": "ok"}, {"msg": "bad", "tsec": "0"}]);
+    let r = c.send_json("POST", "/logs/", &t, &bad).unwrap();
+    assert_error_shape(&r, 400);
+    assert_eq!(hub.logs().len(), 3);
 
     hub.set_user_meta(&id, json!({"a": "1"}));
     let path = format!("/devices/{id}/user-meta");
@@ -729,6 +748,19 @@ fn http_framing_keep_alive_chunked_and_close() {
     assert_eq!(r.status, 200);
     assert_eq!(hub.device_meta(&id), json!({"a": "1"}));
     assert_eq!(hub.requests().last().unwrap().body_len, 9);
+
+    // Expect: 100-continue gets its interim answer first.
+    let headers = [("Authorization", auth.as_str()), ("Expect", "100-continue")];
+    let r = c
+        .request(
+            "PATCH",
+            &format!("/devices/{id}/device-meta"),
+            &headers,
+            br#"{"b":"2"}"#,
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(hub.device_meta(&id), json!({"a": "1", "b": "2"}));
 
     // Connection: close is honoured.
     let headers = [("Authorization", auth.as_str()), ("Connection", "close")];
@@ -831,7 +863,7 @@ fn fail_and_stall_faults() {
     assert_eq!(hub.requests().iter().filter(|l| l.status >= 500).count(), 5);
 
     // A stall longer than the client waits: the read times out.
-    hub.stall("/trails/", Duration::from_millis(400));
+    hub.stall("/trails/", Duration::from_millis(500));
     c.set_timeout(Duration::from_millis(100));
     let e = c.get("/trails/", &t).err().unwrap();
     assert!(
@@ -844,11 +876,11 @@ fn fail_and_stall_faults() {
     let mut c2 = hub.client();
     let started = Instant::now();
     assert_eq!(c2.get("/trails/", &t).unwrap().status, 200);
-    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert!(started.elapsed() >= Duration::from_millis(500));
     hub.stall("/trails/", Duration::ZERO);
     let started = Instant::now();
     assert_eq!(c2.get("/trails/", &t).unwrap().status, 200);
-    assert!(started.elapsed() < Duration::from_millis(390));
+    assert!(started.elapsed() < Duration::from_millis(450));
 }
 
 #[test]
@@ -970,7 +1002,12 @@ fn pantahub_base_quirks_are_kept() {
     );
     let got = c.get(&format!("/devices/{id}"), &t2).unwrap().json();
     assert_eq!(got["device-meta"], hub.device_meta(&id));
-    // Another device's meta: PUT says not found, PATCH says mismatch.
+    // Another device's: GET of the device 403, user-meta not found; device-meta PUT says
+    // not found, PATCH says mismatch.
+    let other_dev = register(&mut c)["id"].as_str().unwrap().to_string();
+    assert_error_shape(&c.get(&format!("/devices/{other_dev}"), &t2).unwrap(), 403);
+    let um = format!("/devices/{other_dev}/user-meta");
+    assert_error_shape(&c.get(&um, &t2).unwrap(), 404);
     let other = "0123456789abcdef01234567";
     let path = format!("/devices/{other}/device-meta");
     assert_error_shape(&c.send_json("PUT", &path, &t2, &put).unwrap(), 404);
@@ -1010,4 +1047,89 @@ fn pantahub_base_quirks_are_kept() {
         )
         .unwrap();
     assert_unauthorized(&r);
+}
+
+#[test]
+fn go_chunking_sends_large_json_chunked() {
+    let hub = TestHub::start_with(HubOpts {
+        go_chunking: true,
+        ..HubOpts::default()
+    });
+    let mut c = hub.client();
+    let (id, t) = claimed(&hub, &mut c);
+    let path = format!("/devices/{id}/user-meta");
+    hub.set_user_meta(&id, json!({"small": "1"}));
+    let r = c.get(&path, &t).unwrap();
+    assert!(r.header("Transfer-Encoding").is_none());
+    assert!(r.header("Content-Length").is_some());
+    let big = "x".repeat(10_000);
+    hub.set_user_meta(&id, json!({"big": big}));
+    let r = c.get(&path, &t).unwrap();
+    assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
+    assert!(r.header("Content-Length").is_none());
+    assert_eq!(r.json()["big"], json!(big));
+    // The connection stays usable after a chunked answer.
+    assert_eq!(c.get("/trails/", &t).unwrap().status, 200);
+    assert_eq!(hub.stats().connections, 1);
+}
+
+#[test]
+fn connections_end_when_idle_full_or_closed_by_the_hub() {
+    let hub = TestHub::start_with(HubOpts {
+        idle_timeout: Some(Duration::from_millis(200)),
+        max_requests: Some(3),
+        ..HubOpts::default()
+    });
+    let mut c = hub.client();
+    let (_id, t) = claimed(&hub, &mut c);
+    // register + login were 2; the third request is the last on this connection.
+    let r = c.get("/trails/", &t).unwrap();
+    assert_eq!(r.header("Connection"), Some("close"));
+    assert!(c.is_closed());
+
+    let mut c = hub.client();
+    assert_eq!(c.get("/trails/", &t).unwrap().status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(c.is_closed(), "idle connection still open");
+
+    let mut c = hub.client();
+    assert_eq!(c.get("/trails/", &t).unwrap().status, 200);
+    hub.close_connections();
+    assert!(c.get("/trails/", &t).is_err());
+    let mut c = hub.client();
+    assert_eq!(c.get("/trails/", &t).unwrap().status, 200);
+    assert_eq!(hub.stats().connections, 4);
+
+    // HTTP/1.0 with keep-alive is kept alive, and says so.
+    let raw = b"GET /trails/ HTTP/1.0\r\nConnection: keep-alive\r\nUser-Agent: x\r\n\r\n";
+    let r = c.send_raw(raw).unwrap();
+    assert_eq!(r.header("Connection"), Some("keep-alive"));
+}
+
+#[test]
+fn many_short_connections_are_counted_and_closed() {
+    let hub = TestHub::start_with(HubOpts {
+        tls12_only: true,
+        ..HubOpts::default()
+    });
+    let mut c = hub.client();
+    let (_id, t) = claimed(&hub, &mut c);
+    drop(c);
+    let auth = format!("Bearer {t}");
+    // One request per connection, as Pantavisor's own client works.
+    for _ in 0..40 {
+        let mut c = hub.client();
+        let headers = [("Authorization", auth.as_str()), ("Connection", "close")];
+        assert_eq!(
+            c.request("GET", "/trails/", &headers, b"").unwrap().status,
+            200
+        );
+    }
+    let s = hub.stats();
+    assert_eq!((s.connections, s.handshakes, s.requests), (41, 41, 42));
+    assert!(hub.wait_until(Duration::from_secs(3), |h| {
+        h.connection_stats().iter().all(|c| !c.open)
+    }));
+    let per_conn: u64 = hub.connection_stats().iter().map(|c| c.bytes_out).sum();
+    assert_eq!(per_conn, hub.stats().bytes_out);
 }

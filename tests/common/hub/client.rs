@@ -195,6 +195,19 @@ impl HubClient {
                 .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
                 .and_then(|(_, v)| v.trim().parse().ok())
                 .unwrap_or(0);
+            let chunked = headers.iter().any(|(k, v)| {
+                k.eq_ignore_ascii_case("Transfer-Encoding")
+                    && v.to_ascii_lowercase().contains("chunked")
+            });
+            if chunked {
+                let body = self.read_chunked()?;
+                return Ok(HubReply {
+                    status,
+                    headers,
+                    body,
+                    truncated: false,
+                });
+            }
             let len = if status == 304 { 0 } else { len };
             let mut truncated = false;
             while self.carry.len() < len {
@@ -211,6 +224,41 @@ impl HubClient {
                 body,
                 truncated,
             });
+        }
+    }
+
+    /// A line of the stream, without its CRLF.
+    fn read_line(&mut self) -> io::Result<Vec<u8>> {
+        loop {
+            if let Some(i) = self.carry.windows(2).position(|w| w == b"\r\n") {
+                let line = self.carry[..i].to_vec();
+                self.carry.drain(..i + 2);
+                return Ok(line);
+            }
+            if !self.fill()? {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.read_line()?;
+            let text = String::from_utf8_lossy(&line);
+            let size = usize::from_str_radix(text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(io::Error::other)?;
+            if size == 0 {
+                while !self.read_line()?.is_empty() {}
+                return Ok(body);
+            }
+            while self.carry.len() < size + 2 {
+                if !self.fill()? {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            body.extend_from_slice(&self.carry[..size]);
+            self.carry.drain(..size + 2);
         }
     }
 

@@ -13,6 +13,8 @@ pub struct Request {
     /// The client asked to close after this answer (`Connection: close`, or HTTP/1.0
     /// without keep-alive).
     pub wants_close: bool,
+    /// Sent as HTTP/1.0.
+    pub http10: bool,
 }
 
 impl Request {

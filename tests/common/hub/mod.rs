@@ -4,6 +4,26 @@
 //! log, and faults a test can switch on and off while the device runs.
 //!
 //! `TestHub` is the handle a test holds; the server threads share its state under mutexes.
+//!
+//! A test typically points the device at `hub.host()`, `hub.port()` and `hub.certs_dir()`,
+//! then plays the user:
+//!
+//! ```ignore
+//! let hub = TestHub::start();
+//! // … start Tern with the hub's host, port and CA directory …
+//! let id = hub.wait_for_device(Duration::from_secs(10)).expect("registered");
+//! assert!(hub.claim(&id));
+//! assert!(hub.wait_until(Duration::from_secs(20), |h| h.trail(&id).is_some()));
+//! let sha = hub.add_object(b"new app");
+//! hub.post_step(&id, 1, json!({"#spec": "pantavisor-service-system@1", "app/x": sha}), "update");
+//! hub.wait_until(Duration::from_secs(30), |h| {
+//!     h.progress(&id, 1).is_some_and(|p| p["status"] == "DONE")
+//! });
+//! ```
+//!
+//! Two pantahub-base behaviours are off by default, the stricter or simpler answer being
+//! the default, and `HubOpts` switches them on: writes by an owner-less token
+//! (`empty_owner_passes`) and chunked large answers (`go_chunking`).
 
 pub mod certs;
 pub mod client;
@@ -58,6 +78,16 @@ pub struct HubOpts {
     /// only check that the token has an owner claim, and a device token always has one.
     /// Off by default: such calls get 403 instead.
     pub empty_owner_passes: bool,
+    /// Send JSON answers over 2 KiB with chunked transfer encoding, as Go's server (and so
+    /// pantahub-base) does for a handler that sets no length. Off by default: every
+    /// answer has a Content-Length.
+    pub go_chunking: bool,
+    /// Close a kept-alive connection after this long without a request (nginx, which
+    /// fronts the real hub, closes after 75 s by default). `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Close a connection (with `Connection: close`) after this many requests (nginx's
+    /// default: 1000). `None`: never.
+    pub max_requests: Option<u64>,
 }
 
 impl Default for HubOpts {
@@ -70,6 +100,9 @@ impl Default for HubOpts {
             tls12_only: false,
             owner: "prn:pantahub.com:auth:/tern-test-user".into(),
             empty_owner_passes: false,
+            go_chunking: false,
+            idle_timeout: None,
+            max_requests: None,
         }
     }
 }
@@ -199,6 +232,12 @@ impl TestHub {
         if down {
             self.shared.close_all();
         }
+    }
+
+    /// Closes every open connection now (the hub stays up): the device's next request on
+    /// a kept-alive connection finds it gone.
+    pub fn close_connections(&self) {
+        self.shared.close_all();
     }
 
     /// Requests whose path (with query) starts with `prefix` get `status` with the error

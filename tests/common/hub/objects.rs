@@ -124,10 +124,20 @@ pub fn local_s3(hub: &Shared, req: &Request, tok: &str) -> Response {
     download(hub, req, &g)
 }
 
-/// `bytes=N-` or `bytes=N-M` against a blob of `len` bytes: the half-open byte range.
+/// `bytes=N-`, `bytes=N-M` or `bytes=-N` against a blob of `len` bytes: the half-open
+/// byte range; `None` for a header this does not understand (the whole blob is sent).
 fn parse_range(h: &str, len: usize) -> Option<Result<(usize, usize), ()>> {
     let spec = h.trim().strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
+    if a.trim().is_empty() {
+        // `bytes=-N`: the last N bytes.
+        let n: usize = b.trim().parse().ok()?;
+        return Some(if n == 0 {
+            Err(())
+        } else {
+            Ok((len.saturating_sub(n), len))
+        });
+    }
     let start: usize = a.trim().parse().ok()?;
     let end = match b.trim() {
         "" => len,

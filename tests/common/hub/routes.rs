@@ -97,12 +97,13 @@ pub fn authenticate(hub: &Shared, req: &Request) -> Result<Token, Response> {
     })
 }
 
-/// May this login create objects, trails or logs? The brief's rule (default): only with a
-/// non-empty owner. pantahub-base's rule (`empty_owner_passes`): the owner claim only has
-/// to exist, and a device token always has one, `""` before the claim.
+/// May this login create objects, trails or logs? By default only with a non-empty owner.
+/// With `empty_owner_passes`, as pantahub-base checks: the owner claim only has to exist,
+/// and a device token always has one, `""` before the claim.
 pub fn may_write(hub: &Shared, tok: &Token) -> bool {
     hub.opts.empty_owner_passes || !tok.owner.is_empty()
 }
+
 fn no_user_agent(req: &Request) -> bool {
     req.header("User-Agent")
         .is_none_or(|ua| ua.trim().is_empty())
@@ -165,6 +166,7 @@ fn register(hub: &Shared, req: &Request) -> Response {
     });
     Response::ok(&views::device_json(d, true))
 }
+
 fn login(hub: &Shared, req: &Request) -> Response {
     if no_user_agent(req) {
         return Response::user_error(403, "Incompatible Client; upgrade pantavisor");
@@ -222,6 +224,10 @@ fn get_device(hub: &Shared, tok: &Token, id: &str) -> Response {
 }
 
 fn user_meta(hub: &Shared, req: &Request, tok: &Token, id: &str) -> Response {
+    // A device's lookup includes its own prn: another device's id is simply not found.
+    if tok.is_device() && tok.device_id != id {
+        return Response::error(404, "Device not found");
+    }
     if let Err(r) = own_device(hub, tok, id) {
         return r;
     }
@@ -288,6 +294,9 @@ pub fn merge(into: &mut Map<String, Value>, patch: Map<String, Value>) {
     }
 }
 
+/// `POST /logs/`: an array of entries or one entry. As pantahub-base decodes them, a field
+/// of the wrong type fails the whole body (400), `null` is an empty field, unknown fields
+/// are dropped, and the hub adds `id`, `dev`, `own`, `time-created` and a default `lvl`.
 fn post_logs(hub: &Shared, req: &Request, tok: &Token) -> Response {
     if !tok.is_device() || !may_write(hub, tok) {
         return Response::error(403, "You need to be logged in as device with owner");
@@ -295,25 +304,50 @@ fn post_logs(hub: &Shared, req: &Request, tok: &Token) -> Response {
     let entries = match req.json() {
         Some(Value::Array(a)) => a,
         Some(v @ Value::Object(_)) => vec![v],
-        _ => return Response::error(400, "Error decoding json payload"),
+        _ => return Response::error(400, "Error parsing logs body"),
     };
     let mut stored = Vec::with_capacity(entries.len());
-    for e in entries {
-        let Value::Object(mut e) = e else {
-            return Response::error(400, "Error decoding json payload");
+    for e in &entries {
+        let Some(mut entry) = log_entry(e) else {
+            return Response::error(400, "Error parsing logs body");
         };
-        e.insert("id".into(), json!(text::random_hex(24)));
-        e.insert("dev".into(), json!(tok.prn));
-        e.insert("own".into(), json!(tok.owner));
-        e.insert("time-created".into(), json!(text::rfc3339_now()));
-        if e.get("lvl")
+        entry.insert("id".into(), json!(text::random_hex(24)));
+        entry.insert("dev".into(), json!(tok.prn));
+        entry.insert("own".into(), json!(tok.owner));
+        entry.insert("time-created".into(), json!(text::rfc3339_now()));
+        if entry
+            .get("lvl")
             .and_then(Value::as_str)
             .is_none_or(str::is_empty)
         {
-            e.insert("lvl".into(), json!("INFO"));
+            entry.insert("lvl".into(), json!("INFO"));
         }
-        stored.push(Value::Object(e));
+        stored.push(Value::Object(entry));
     }
     hub.model().logs.extend(stored);
     Response::status_ok()
+}
+
+/// The known fields of one log entry, or `None` if one has the wrong type.
+fn log_entry(e: &Value) -> Option<Map<String, Value>> {
+    let mut out = Map::new();
+    let fields = match e {
+        Value::Null => return Some(out),
+        Value::Object(o) => o,
+        _ => return None,
+    };
+    for (k, v) in fields {
+        let ok = match (k.as_str(), v) {
+            (_, Value::Null) => continue,
+            ("tsec" | "tnano", Value::Number(n)) => n.is_i64(),
+            ("rev" | "plat" | "src" | "lvl" | "msg", Value::String(_)) => true,
+            ("tsec" | "tnano" | "rev" | "plat" | "src" | "lvl" | "msg", _) => false,
+            _ => continue,
+        };
+        if !ok {
+            return None;
+        }
+        out.insert(k.clone(), v.clone());
+    }
+    Some(out)
 }

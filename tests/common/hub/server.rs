@@ -1,7 +1,8 @@
 //! The test hub's transport: the accept loop, one thread per connection, TLS through
 //! rustls, and HTTP/1.1 framing (persistent connections, Content-Length or chunked request
-//! bodies, responses always with Content-Length). Applies the down, stall and fail faults
-//! before a request reaches the routes, counts everything, and logs every answer.
+//! bodies, responses with Content-Length, or chunked as Go's server sends large JSON when
+//! `go_chunking` is on). Applies the down, stall and fail faults before a request reaches
+//! the routes, counts everything, and logs every answer.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,12 +14,14 @@ use std::time::{Duration, Instant};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use super::message::{Request, Response, reason};
-use super::routes;
 use super::shared::{Logged, Shared, lock};
+use super::{routes, text};
 
 /// How often a blocked connection looks at the down and stop flags.
 const POLL: Duration = Duration::from_millis(20);
 const MAX_HEAD: usize = 64 * 1024;
+/// Go's server sends a Content-Length only for answers that fit this buffer.
+const GO_CHUNKING_BUFFER: usize = 2048;
 
 type Tls = StreamOwned<ServerConnection, TcpStream>;
 
@@ -79,10 +82,15 @@ fn serve(hub: &Shared, id: u64, sock: TcpStream, config: Arc<ServerConfig>) {
     }
     hub.count_handshake(id);
     let mut carry = Vec::new();
+    let mut served = 0u64;
     loop {
         match read_request(hub, id, &mut tls, &mut carry) {
-            Ok(Some(req)) => {
+            Ok(Some(mut req)) => {
                 hub.count_request(id);
+                served += 1;
+                if hub.opts.max_requests.is_some_and(|max| served >= max) {
+                    req.wants_close = true;
+                }
                 if !answer(hub, id, &mut tls, req) {
                     break;
                 }
@@ -126,6 +134,17 @@ fn linger(hub: &Shared, sock: &mut TcpStream) {
 
 /// Reads more plaintext into `carry`; false at the end of the stream.
 fn fill(hub: &Shared, id: u64, tls: &mut Tls, carry: &mut Vec<u8>) -> io::Result<bool> {
+    fill_until(hub, id, tls, carry, None)
+}
+
+/// `fill`, but past `idle_until` it gives up as if the client had closed.
+fn fill_until(
+    hub: &Shared,
+    id: u64,
+    tls: &mut Tls,
+    carry: &mut Vec<u8>,
+    idle_until: Option<Instant>,
+) -> io::Result<bool> {
     let mut buf = [0u8; 16 * 1024];
     loop {
         if hub.halted() {
@@ -137,6 +156,9 @@ fn fill(hub: &Shared, id: u64, tls: &mut Tls, carry: &mut Vec<u8>) -> io::Result
                 hub.count_in(id, n);
                 carry.extend_from_slice(&buf[..n]);
                 return Ok(true);
+            }
+            Err(e) if is_timeout(&e) && idle_until.is_some_and(|t| Instant::now() >= t) => {
+                return Ok(false);
             }
             Err(e) if is_timeout(&e) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -156,6 +178,8 @@ fn read_request(
     tls: &mut Tls,
     carry: &mut Vec<u8>,
 ) -> io::Result<Option<Request>> {
+    // An idle keep-alive connection is closed after `idle_timeout`, as servers do.
+    let idle_until = hub.opts.idle_timeout.map(|d| Instant::now() + d);
     let head_end = loop {
         if let Some(i) = find(carry, b"\r\n\r\n") {
             break i + 4;
@@ -163,7 +187,8 @@ fn read_request(
         if carry.len() > MAX_HEAD {
             return Err(io::ErrorKind::InvalidData.into());
         }
-        if !fill(hub, id, tls, carry)? {
+        let idle = if carry.is_empty() { idle_until } else { None };
+        if !fill_until(hub, id, tls, carry, idle)? {
             return if carry.is_empty() {
                 Ok(None)
             } else {
@@ -192,6 +217,7 @@ fn read_request(
             .collect(),
         body: Vec::new(),
         wants_close: false,
+        http10: parsed.version == Some(0),
     };
     let connection = req.header("Connection").map(str::to_ascii_lowercase);
     req.wants_close = match (parsed.version, connection) {
@@ -310,18 +336,48 @@ fn answer(hub: &Shared, id: u64, tls: &mut Tls, req: Request) -> bool {
     };
     let close = req.wants_close || resp.cut_at.is_some();
 
-    let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nDate: {}\r\n",
+        resp.status,
+        reason(resp.status),
+        text::http_date_now()
+    );
     for (k, v) in &resp.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    // Go's server chunks a handler's answer once it outgrows its 2 KiB buffer; the blob
+    // store sets a length, and HTTP/1.0 cannot chunk.
+    let chunked = hub.opts.go_chunking
+        && !req.http10
+        && resp.body.len() > GO_CHUNKING_BUFFER
+        && resp.cut_at.is_none()
+        && resp
+            .headers
+            .iter()
+            .any(|(k, v)| k == "Content-Type" && v.starts_with("application/json"));
+    if chunked {
+        head.push_str("Transfer-Encoding: chunked\r\n");
+    } else {
+        head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    }
     if close {
         head.push_str("Connection: close\r\n");
+    } else if req.http10 {
+        head.push_str("Connection: keep-alive\r\n");
     }
     head.push_str("\r\n");
     let sent = resp.cut_at.unwrap_or(resp.body.len()).min(resp.body.len());
     let mut out = head.into_bytes();
-    out.extend_from_slice(&resp.body[..sent]);
+    if chunked {
+        for piece in resp.body.chunks(4096) {
+            out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            out.extend_from_slice(piece);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        out.extend_from_slice(&resp.body[..sent]);
+    }
     hub.record(Logged {
         conn: id,
         method: req.method,
