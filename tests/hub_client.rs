@@ -9,8 +9,8 @@ use std::fs;
 use std::time::Duration;
 
 use common::device::Device;
-use common::hub::{HubOpts, TestHub};
-use common::rootfs::{Spec, revision};
+use common::hub::TestHub;
+use common::rootfs::Spec;
 use common::{Opts, TempDir};
 use serde_json::{Value, json};
 
@@ -61,6 +61,20 @@ fn boot(hub: TestHub, containers: &[Spec], extra_sets: &[&str]) -> (TestHub, Dev
     (hub, dev, dir)
 }
 
+/// A revision's status on the device's disk; empty while the daemon re-executes.
+fn disk_status(dev: &Device, rev: &str) -> (String, String) {
+    dev.d
+        .try_request("GET", &format!("/steps/{rev}/progress"), b"")
+        .and_then(|(_, body)| serde_json::from_slice::<Value>(&body).ok())
+        .map(|p| {
+            (
+                p["status"].as_str().unwrap_or_default().to_string(),
+                p["status-msg"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .unwrap_or_default()
+}
+
 fn device_meta(dev: &Device) -> Value {
     dev.d.get("/device-meta").json()
 }
@@ -90,8 +104,7 @@ fn claimed(containers: &[Spec], extra_sets: &[&str]) -> Setup {
 
 /// Put a revision of `containers` on the hub as step `rev` of device `id`.
 fn post_revision(s: &Setup, rev: u64, containers: &[Spec]) -> Value {
-    let tmp = TempDir::new("step");
-    let (state, objects) = revision(tmp.path(), containers);
+    let (state, objects) = s.dev.revision_of(containers);
     for (_, bytes) in objects {
         s.hub.add_object(&bytes);
     }
@@ -182,7 +195,11 @@ fn first_boot_registers_waits_for_the_claim_then_syncs_the_factory_revision() {
     );
     // The hub has the device's meta.
     let ok = hub.wait_until(secs(10), |h| h.device_meta(&id)["pantahub.state"] == "idle");
-    let calls: Vec<String> = hub.requests().iter().map(|r| format!("{} {} {}", r.method, r.path, r.status)).collect();
+    let calls: Vec<String> = hub
+        .requests()
+        .iter()
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
     assert!(ok, "{:?}\n{calls:#?}", hub.device_meta(&id));
 }
 
@@ -217,4 +234,247 @@ fn a_step_posted_on_the_hub_ends_done_through_the_reboot_path() {
         );
     }
     assert_eq!(Device::pids_with("sleep 3203").len(), 1);
+}
+
+/// Containers that restart alone (a non-reboot update) and are stable after 1 s.
+fn app() -> Value {
+    json!({"group":"app","restart_policy":"container",
+           "auto_recovery":{"policy":"on-failure","stable_timeout":1}})
+}
+
+/// The sha of the config object of container `name` in a state.
+fn conf_sha(state: &Value, name: &str) -> String {
+    state[format!("{name}/lxc.container.conf")]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_non_reboot_step_ends_updated_and_unchanged_containers_keep_their_pids() {
+    require_containers!("hub non-reboot update");
+    let s = claimed(
+        &[
+            Spec::new("hc3-keep", "exec sleep 3301", app()),
+            Spec::new("hc3-change", "exec sleep 3302", app()),
+        ],
+        &[],
+    );
+    assert!(common::wait_for(secs(10), || Device::pids_with(
+        "sleep 3301"
+    )
+    .len()
+        == 1));
+    let kept = Device::pids_with("sleep 3301");
+    let pid = s.dev.d.pid();
+    post_revision(
+        &s,
+        1,
+        &[
+            Spec::new("hc3-keep", "exec sleep 3301", app()),
+            Spec::new("hc3-change", "exec sleep 3303", app()),
+        ],
+    );
+    let p = wait_hub_status(&s, 1, "UPDATED", secs(60));
+    assert_eq!(
+        p["status-msg"],
+        "Update finished, revision not set as rollback point"
+    );
+    assert_eq!(s.dev.d.pid(), pid, "no reboot");
+    assert_eq!(Device::pids_with("sleep 3301"), kept);
+    assert_eq!(Device::pids_with("sleep 3303").len(), 1);
+    assert!(Device::pids_with("sleep 3302").is_empty());
+}
+
+#[test]
+fn a_bad_state_is_wontgo_on_the_hub_and_never_tried_again() {
+    require_containers!("hub bad state");
+    let s = claimed(&[Spec::new("hc4-app", "exec sleep 3401", json!({}))], &[]);
+    s.hub.post_step(
+        &s.id,
+        1,
+        json!({"#spec":"pantavisor-service-system@1","x/run.json":{"name":3}}),
+        "broken",
+    );
+    let p = wait_hub_status(&s, 1, "WONTGO", secs(20));
+    assert_eq!(p["status-msg"], "State JSON has bad format");
+    assert!(!p["logs"].as_str().unwrap_or("").is_empty(), "{p}");
+    assert_eq!(s.dev.current(), "0");
+    // The hub is told again (it said NEW): the device answers from its disk, it never
+    // downloads or runs the step a second time.
+    s.hub
+        .set_step_progress(&s.id, 1, json!({"status":"NEW","progress":0}));
+    let wontgo = |h: &TestHub| {
+        h.progress_history(&s.id, 1)
+            .iter()
+            .filter(|p| p["status"] == "WONTGO")
+            .count()
+    };
+    assert!(s.hub.wait_until(secs(10), |h| wontgo(h) >= 2));
+    let tries = s
+        .hub
+        .progress_history(&s.id, 1)
+        .iter()
+        .filter(|p| p["status"] == "QUEUED")
+        .count();
+    assert_eq!(tries, 0);
+}
+
+#[test]
+fn wrong_object_bytes_are_retried_then_the_step_is_error() {
+    require_containers!("hub wrong object");
+    let s = claimed(&[Spec::new("hc5-app", "exec sleep 3501", json!({}))], &[]);
+    let (state, objects) = s
+        .dev
+        .revision_of(&[Spec::new("hc5-app", "exec sleep 3502", json!({}))]);
+    let state: Value = serde_json::from_slice(&state).unwrap();
+    let bad = conf_sha(&state, "hc5-app");
+    for (_, bytes) in objects {
+        s.hub.add_object(&bytes);
+    }
+    s.hub.corrupt_blob(&bad, 10);
+    s.hub.post_step(&s.id, 1, state, "bad bytes");
+    let p = wait_hub_status(&s, 1, "ERROR", secs(60));
+    assert_eq!(p["status-msg"], "Object validation went wrong");
+    let gets = s
+        .hub
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/local-s3/"))
+        .count();
+    assert!(gets >= 3, "retried: {gets}");
+    assert!(!s.dev.d.storage.join("objects").join(&bad).exists());
+    assert_eq!(s.dev.current(), "0");
+}
+
+#[test]
+fn a_blob_cut_half_way_resumes_with_range_from_the_cut() {
+    require_containers!("hub resume");
+    let s = claimed(&[Spec::new("hc6-app", "exec sleep 3601", app())], &[]);
+    let (state, objects) = s
+        .dev
+        .revision_of(&[Spec::new("hc6-app", "exec sleep 3602", app())]);
+    let state: Value = serde_json::from_slice(&state).unwrap();
+    let sha = conf_sha(&state, "hc6-app");
+    let size = objects.iter().find(|(s, _)| *s == sha).unwrap().1.len() as u64;
+    for (_, bytes) in objects {
+        s.hub.add_object(&bytes);
+    }
+    s.hub.cut_blob_at(&sha, size / 2);
+    s.hub.post_step(&s.id, 1, state, "cut");
+    wait_hub_status(&s, 1, "UPDATED", secs(60));
+    let ranges: Vec<String> = s
+        .hub
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/local-s3/"))
+        .map(|r| {
+            r.req_headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("range"))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        ranges.contains(&format!("bytes={}-", size / 2)),
+        "the second request starts at the cut: {ranges:?}"
+    );
+    assert!(s.dev.d.storage.join("objects").join(&sha).is_file());
+}
+
+#[test]
+fn a_hub_that_cannot_be_reached_after_the_switch_rolls_the_update_back() {
+    require_containers!("hub not reachable");
+    let s = claimed(&[Spec::new("hc7-app", "exec sleep 3701", json!({}))], &[]);
+    let state = post_revision(&s, 1, &[Spec::new("hc7-app", "exec sleep 3702", json!({}))]);
+    // The hub goes away once the last object is on the device, before the switch (the old
+    // container's stop alone takes a second).
+    let new_object = s
+        .dev
+        .d
+        .storage
+        .join("objects")
+        .join(conf_sha(&state, "hc7-app"));
+    assert!(
+        common::wait_for(secs(60), || new_object.is_file()),
+        "{}",
+        s.dev.d.log_text()
+    );
+    s.hub.set_down(true);
+    assert!(common::wait_for(secs(60), || disk_status(&s.dev, "1").0 == "ERROR"));
+    assert_eq!(disk_status(&s.dev, "1").1, "Hub not reachable");
+    assert!(common::wait_for(secs(30), || s.dev.current() == "0"));
+    // Back online, the hub learns the truth from the device's disk.
+    s.hub.set_down(false);
+    let p = wait_hub_status(&s, 1, "ERROR", secs(30));
+    assert_eq!(p["status-msg"], "Hub not reachable");
+}
+
+#[test]
+fn a_hub_failing_during_testing_rolls_the_update_back() {
+    require_containers!("hub unstable");
+    let s = claimed(
+        &[Spec::new("hc8-app", "exec sleep 3801", json!({}))],
+        &["PV_UPDATER_COMMIT_DELAY=8"],
+    );
+    post_revision(&s, 1, &[Spec::new("hc8-app", "exec sleep 3802", json!({}))]);
+    assert!(
+        common::wait_for(secs(60), || disk_status(&s.dev, "1").0 == "TESTING"),
+        "{}",
+        s.dev.d.log_text()
+    );
+    s.hub.fail("/", 500, None);
+    assert!(common::wait_for(secs(30), || disk_status(&s.dev, "1").0 == "ERROR"));
+    assert_eq!(disk_status(&s.dev, "1").1, "Hub communication not stable");
+    assert!(common::wait_for(secs(30), || s.dev.current() == "0"));
+    s.hub.clear_faults();
+    let p = wait_hub_status(&s, 1, "ERROR", secs(30));
+    assert_eq!(p["status-msg"], "Hub communication not stable");
+}
+
+#[test]
+fn user_meta_travels_both_ways_within_an_interval() {
+    require_containers!("hub user meta");
+    let s = claimed(&[Spec::new("hc9-app", "exec sleep 3901", json!({}))], &[]);
+    s.hub
+        .set_user_meta(&s.id, json!({"greeting":"hello","cfg":{"a":1}}));
+    assert!(common::wait_for(secs(5), || {
+        let m = s.dev.d.get("/user-meta").json();
+        m["greeting"] == "hello" && m["cfg"] == json!({"a": 1})
+    }));
+    assert_eq!(
+        fs::read_to_string(s.dev.d.rundir.join("user-meta/greeting")).unwrap_or_default(),
+        "hello"
+    );
+    // A key the hub drops is dropped on the device.
+    s.hub.set_user_meta(&s.id, json!({"cfg":{"a":2}}));
+    assert!(common::wait_for(secs(5), || {
+        let m = s.dev.d.get("/user-meta").json();
+        m.get("greeting").is_none() && m["cfg"] == json!({"a": 2})
+    }));
+    // Device meta set on the device reaches the hub.
+    let r = s.dev.d.put("/device-meta/site", b"lab-3");
+    assert_eq!(r.status, 200);
+    assert!(
+        s.hub
+            .wait_until(secs(5), |h| h.device_meta(&s.id)["site"] == "lab-3")
+    );
+}
+
+#[test]
+fn an_expired_token_mid_update_logs_in_again_and_the_update_finishes() {
+    require_containers!("hub token expiry");
+    let s = claimed(&[Spec::new("hc10-app", "exec sleep 4001", app())], &[]);
+    s.hub.stall("/local-s3/", Duration::from_millis(1500));
+    post_revision(&s, 1, &[Spec::new("hc10-app", "exec sleep 4002", app())]);
+    assert!(
+        s.hub
+            .wait_until(secs(30), |h| !h.requests_to("/local-s3/").is_empty())
+    );
+    s.hub.expire_all_tokens();
+    let p = wait_hub_status(&s, 1, "UPDATED", secs(60));
+    assert_eq!(p["status"], "UPDATED");
+    let logins = s.hub.requests_to("/auth/login").len();
+    assert!(logins >= 2, "logged in again: {logins}");
 }

@@ -154,6 +154,12 @@ impl Device {
 }
 
 impl Device {
+    /// A revision of `containers` built as the factory was (same paths in the configs, so a
+    /// container whose spec is unchanged is unchanged).
+    pub fn revision_of(&self, containers: &[Spec]) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+        revision(self._factory.path(), containers)
+    }
+
     /// Upload `containers` as revision `locals/<name>` (objects first, then the state).
     pub fn install(&self, name: &str, containers: &[Spec]) {
         let (state, objects) = revision(self._factory.path(), containers);

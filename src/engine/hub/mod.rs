@@ -521,7 +521,10 @@ impl HubClient {
         if matches!(job, Job::Progress { .. }) {
             self.report_failures += 1;
         }
+        // Unstable means it was reached during this try and then failed; a hub never reached
+        // since the switch is the network timeout's case ("Hub not reachable").
         if let Some((rev, true)) = dev.trying()
+            && self.reached_since_try
             && !self.testing_failed
         {
             self.testing_failed = true;
@@ -1056,7 +1059,11 @@ impl HubClient {
     /// them follows these actions, which are not carried out yet).
     fn device_meta(&self, dev: &dyn DeviceView) -> BTreeMap<String, String> {
         let mut all = dev.device_meta();
-        all.extend(self.own_meta.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        all.extend(
+            self.own_meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone())),
+        );
         all
     }
 

@@ -332,7 +332,10 @@ fn device_meta_goes_whole_after_login_then_only_changes() {
     let (_, c) = t.call().unwrap();
     assert_eq!(c.method, "PATCH");
     let body: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
-    assert_eq!((body["a"].as_str(), body["b"].as_str()), (Some("1"), Some("2")));
+    assert_eq!(
+        (body["a"].as_str(), body["b"].as_str()),
+        (Some("1"), Some("2"))
+    );
     assert_eq!(body["pantahub.state"], "idle");
     t.answer(200, r#"{"status":"ok"}"#);
     t.until_steps();
@@ -353,7 +356,11 @@ fn device_meta_goes_whole_after_login_then_only_changes() {
     let body: serde_json::Value = serde_json::from_slice(&c.body).unwrap();
     assert_eq!(body["a"], "9");
     assert!(body["b"].is_null() && body.get("b").is_some());
-    assert_eq!(body.as_object().unwrap().len(), 2, "only the changes: {body}");
+    assert_eq!(
+        body.as_object().unwrap().len(),
+        2,
+        "only the changes: {body}"
+    );
     t.answer(200, r#"{"status":"ok"}"#);
     // Nothing changed: no device-meta call at the next interval.
     t.advance(10);
