@@ -29,6 +29,7 @@ test:
 bench:
 	bash tests/bench/run.sh
 	bash tests/bench/containers.sh
+	$(CARGO) test --release --test hub_bench -- --ignored --nocapture --test-threads=1
 
 fuzz-smoke:
 	bash fuzz/smoke.sh 60

@@ -9,13 +9,21 @@ use std::fs;
 use std::time::Duration;
 
 use common::device::Device;
-use common::hub::TestHub;
+use common::hub::{HubOpts, TestHub};
 use common::rootfs::Spec;
 use common::{Opts, TempDir};
 use serde_json::{Value, json};
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
+}
+
+/// A test hub that frames its answers as pantahub-base's Go server does (large JSON chunked).
+fn real_hub() -> TestHub {
+    TestHub::start_with(HubOpts {
+        go_chunking: true,
+        ..HubOpts::default()
+    })
 }
 
 /// A hosts file that names the hub, so the test does not depend on the machine's.
@@ -81,7 +89,7 @@ fn device_meta(dev: &Device) -> Value {
 
 /// Boot, wait for the registration, claim, wait until synced and idle.
 fn claimed(containers: &[Spec], extra_sets: &[&str]) -> Setup {
-    let (hub, dev, dir) = boot(TestHub::start(), containers, extra_sets);
+    let (hub, dev, dir) = boot(real_hub(), containers, extra_sets);
     let id = hub.wait_for_device(secs(20)).expect("the device registers");
     assert!(hub.claim(&id));
     assert!(
@@ -136,7 +144,7 @@ fn wait_hub_status(s: &Setup, rev: u64, want: &str, timeout: Duration) -> Value 
 fn first_boot_registers_waits_for_the_claim_then_syncs_the_factory_revision() {
     require_containers!("hub first boot");
     let (hub, dev, _dir) = boot(
-        TestHub::start(),
+        real_hub(),
         &[Spec::new("hc1-app", "exec sleep 3101", json!({}))],
         &[],
     );

@@ -1,0 +1,177 @@
+//! Hub client figures for `make bench` (ignored in `make test`): an idle claimed device's
+//! requests, TLS handshakes and bytes per hour against the test hub, next to Pantavisor's
+//! schedule for the same hour; time from a step posted to DONE for a 10 MB revision; download
+//! speed beside `curl` fetching the same blob from the same hub.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::device::Device;
+use common::hub::TestHub;
+use common::rootfs::Spec;
+use common::{Opts, TempDir, wait_for};
+use serde_json::{Value, json};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn boot(hub: &TestHub, dir: &TempDir, containers: &[Spec], intervals: [u64; 3]) -> Device {
+    let hosts = dir.path().join("hosts");
+    fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let sets = [
+        format!("PH_CREDS_HOST={}", hub.host()),
+        format!("PH_CREDS_PORT={}", hub.port()),
+        format!("PV_LIBTHTTP_CERTSDIR={}", hub.certs_dir().display()),
+        format!("TERN_HUB_HOSTS={}", hosts.display()),
+        format!("PH_UPDATER_INTERVAL={}", intervals[0]),
+        format!("PH_METADATA_USRMETA_INTERVAL={}", intervals[1]),
+        format!("PH_METADATA_DEVMETA_INTERVAL={}", intervals[2]),
+        "TERN_DEV_REBOOT=reexec".into(),
+        "PV_UPDATER_COMMIT_DELAY=1".into(),
+        "TERN_STOP_GRACE=1".into(),
+        "PV_DEBUG_SHELL=0".into(),
+        "TERN_HUB=on".into(),
+        "PV_LOG_LEVEL=3".into(),
+    ];
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    Device::boot_with_opts(containers, &sets, &json!({}), Opts::default())
+}
+
+fn claim_and_idle(hub: &TestHub, dev: &Device) -> String {
+    let id = hub.wait_for_device(secs(20)).expect("registers");
+    assert!(hub.claim(&id));
+    assert!(hub.wait_until(secs(30), |h| h.trail(&id).is_some()));
+    assert!(wait_for(secs(20), || {
+        dev.d.get("/device-meta").json()["pantahub.state"] == "idle"
+    }));
+    id
+}
+
+#[test]
+#[ignore = "a benchmark: make bench runs it"]
+fn idle_hour_against_pantavisors_schedule() {
+    require_containers!("hub idle bench");
+    let window: u64 = std::env::var("TERN_BENCH_HUB_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let hub = TestHub::start();
+    let dir = TempDir::new("hubbench");
+    // Pantavisor's default intervals: steps 5 s, user meta 5 s, device meta 10 s.
+    let dev = boot(
+        &hub,
+        &dir,
+        &[Spec::new("hb1-app", "exec sleep 5101", json!({}))],
+        [5, 5, 10],
+    );
+    claim_and_idle(&hub, &dev);
+    std::thread::sleep(secs(3));
+    let before = hub.stats();
+    std::thread::sleep(secs(window));
+    let after = hub.stats();
+    let per_hour = |a: u64, b: u64| (b - a) * 3600 / window;
+    let req = per_hour(before.requests, after.requests);
+    let hs = per_hour(before.handshakes, after.handshakes);
+    let bytes = per_hour(
+        before.bytes_in + before.bytes_out,
+        after.bytes_in + after.bytes_out,
+    );
+    // Pantavisor (research §7, measured): 720 steps + 720 user-meta + 360 device-meta
+    // requests an idle hour, each on its own connection and TLS 1.2 handshake, ≈ 7 MB.
+    let (pv_req, pv_hs, pv_bytes) = (1800u64, 1800u64, 7_080_000u64);
+    println!("hub idle hour ({window} s window, intervals 5/5/10 s):");
+    println!("| per idle hour | Tern | Pantavisor | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| requests | {req} | {pv_req} | {:.3} |",
+        req as f64 / pv_req as f64
+    );
+    println!(
+        "| TLS handshakes | {hs} | {pv_hs} | {:.4} |",
+        hs as f64 / pv_hs as f64
+    );
+    println!(
+        "| bytes (application, both ways) | {bytes} | {pv_bytes} (on the wire) | {:.3} |",
+        bytes as f64 / pv_bytes as f64
+    );
+}
+
+#[test]
+#[ignore = "a benchmark: make bench runs it"]
+fn ten_megabyte_step_to_done_and_download_speed_beside_curl() {
+    require_containers!("hub update bench");
+    let hub = TestHub::start();
+    let dir = TempDir::new("hubbench");
+    let dev = boot(
+        &hub,
+        &dir,
+        &[Spec::new("hb2-app", "exec sleep 5201", json!({}))],
+        [1, 5, 10],
+    );
+    let id = claim_and_idle(&hub, &dev);
+    let (state, objects) = dev.revision_of(&[Spec::new("hb2-app", "exec sleep 5202", json!({}))]);
+    let mut state: Value = serde_json::from_slice(&state).unwrap();
+    // 10 MB that does not compress: a counter hashed in blocks.
+    let mut blob = Vec::with_capacity(10 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while blob.len() < 10 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        blob.extend_from_slice(&x.to_le_bytes());
+    }
+    let sha = hub.add_object(&blob);
+    state["hb2-app/payload.bin"] = json!(sha);
+    for (_, bytes) in objects {
+        hub.add_object(&bytes);
+    }
+    let partial = dev.d.storage.join("cache/downloads").join(&sha);
+    let object = dev.d.storage.join("objects").join(&sha);
+    let t0 = Instant::now();
+    hub.post_step(&id, 1, state, "10 MB");
+    let mut started = None;
+    let mut stored = None;
+    let done = hub.wait_until(secs(120), |h| {
+        if started.is_none() && partial.exists() {
+            started = Some(Instant::now());
+        }
+        if stored.is_none() && object.exists() {
+            stored = Some(Instant::now());
+        }
+        h.progress(&id, 1).is_some_and(|p| p["status"] == "DONE")
+    });
+    assert!(done, "{}", dev.d.log_text());
+    let total = t0.elapsed();
+    let (Some(a), Some(b)) = (started, stored) else {
+        panic!("download not observed");
+    };
+    let tern_mbs = 10.0 / (b - a).as_secs_f64();
+    // curl fetches the same blob from the same hub with the URL the device used.
+    let url = hub
+        .requests()
+        .iter()
+        .rev()
+        .find(|r| r.method == "GET" && r.path.starts_with("/local-s3/") && r.resp_len >= 10 << 20)
+        .map(|r| format!("https://localhost:{}{}", hub.port(), r.path))
+        .expect("the device's blob request");
+    let t = Instant::now();
+    let out = Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "--cacert"])
+        .arg(hub.ca_path())
+        .arg(&url)
+        .status();
+    let curl = match out {
+        Ok(s) if s.success() => format!("{:.1} MB/s", 10.0 / t.elapsed().as_secs_f64()),
+        _ => "curl failed or missing".into(),
+    };
+    println!("hub update, 10 MB revision (steps poll 1 s):");
+    println!("| step posted → DONE | {:.2} s |", total.as_secs_f64());
+    println!("| download, Tern | {tern_mbs:.1} MB/s |");
+    println!("| download, curl, same blob and hub | {curl} |");
+}
