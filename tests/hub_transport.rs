@@ -315,6 +315,7 @@ impl Driver {
             path: path.into(),
             headers: vec![("Authorization".into(), "Bearer t".into())],
             body: body.to_vec(),
+            body_file: None,
         };
         self.t.call(self.poll.registry(), Instant::now(), id, req);
     }
@@ -814,6 +815,32 @@ fn a_large_request_body_is_sent_whole() {
     d.call(1, "POST", "/echo", &body);
     let r = d.replies(1);
     assert_eq!(r[0].1.as_ref().map(|r| r.body == body), Ok(true));
+}
+
+#[test]
+fn a_file_body_is_streamed_whole_and_a_missing_file_fails_the_call() {
+    let env = Env::new("filebody");
+    let mut d = Driver::new(env.config("127.0.0.1"));
+    let body: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+    let path = env.dir.path().join("upload.bin");
+    std::fs::write(&path, &body).unwrap();
+    for (id, file) in [(1, path.clone()), (2, env.dir.path().join("missing"))] {
+        let req = Request {
+            method: "PUT".into(),
+            path: "/echo".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            body_file: Some(file),
+        };
+        d.t.call(d.poll.registry(), Instant::now(), id, req);
+        let r = d.replies(1);
+        assert_eq!(r[0].0, id);
+        if id == 1 {
+            assert_eq!(r[0].1.as_ref().map(|r| r.body == body), Ok(true));
+        } else {
+            assert!(matches!(r[0].1, Err(NetError::Io(_))), "{:?}", r[0].1);
+        }
+    }
 }
 
 #[test]

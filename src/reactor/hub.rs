@@ -410,19 +410,16 @@ impl Reactor {
                 {
                     headers.push(("Authorization".into(), format!("Bearer {t}")));
                 }
-                let mut body = call.body;
-                if let Some(sha) = &call.body_object {
-                    // The factory sync uploads each object once per device life.
-                    match std::fs::read(self.api.device.storage.objects.path(sha)) {
-                        Ok(b) => body = b,
-                        Err(e) => log::error!("hub: cannot read object {sha}: {e}"),
-                    }
-                }
+                let body_file = call
+                    .body_object
+                    .as_ref()
+                    .map(|sha| self.api.device.storage.objects.path(sha));
                 let req = Request {
                     method: call.method.to_string(),
                     path: call.path,
                     headers,
-                    body,
+                    body: call.body,
+                    body_file,
                 };
                 hub.net.call(self.poll.registry(), now, id, req);
             }

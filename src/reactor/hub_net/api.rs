@@ -5,6 +5,8 @@
 //! (any error, a cancelled half-exchange, a reply that is not keep-alive), and retries a call
 //! only once and only when a reused connection failed before any response byte arrived.
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::time::Instant;
 
 use log::debug;
@@ -20,11 +22,20 @@ use crate::http::{BodyMode, Limits, ResponseReader, encode_request};
 const PASSES: usize = 4;
 /// Reads of an idle connection per `drive` (only TLS housekeeping records may arrive).
 const IDLE_ROUNDS: usize = 8;
+/// A file body is read and sent in slices of this size…
+const FILE_SLICE: usize = 16 * 1024;
+/// …and at most this much of it per `drive`.
+const FILE_BUDGET: usize = 256 * 1024;
 
 struct Call {
     id: CallId,
     wire: Vec<u8>,
     sent: usize,
+    /// A file body: the file, the bytes of it still to send, and the slice being sent.
+    file: Option<(File, u64)>,
+    file_len: u64,
+    slice: Vec<u8>,
+    slice_sent: usize,
     reader: ResponseReader,
     head_request: bool,
     max_body: usize,
@@ -34,8 +45,25 @@ struct Call {
 }
 
 impl Call {
-    fn new(id: CallId, req: &Request, cfg: &TransportConfig, now: Instant) -> Call {
+    fn new(
+        id: CallId,
+        req: &Request,
+        cfg: &TransportConfig,
+        now: Instant,
+    ) -> Result<Call, NetError> {
+        let file = match &req.body_file {
+            Some(path) => {
+                let f = File::open(path)
+                    .map_err(|e| NetError::Io(format!("{}: {e}", path.display())))?;
+                let len = f.metadata().map_err(|e| NetError::Io(e.to_string()))?.len();
+                Some((f, len))
+            }
+            None => None,
+        };
         let mut headers = vec![("User-Agent".to_string(), cfg.user_agent.clone())];
+        if let Some((_, len)) = &file {
+            headers.push(("Content-Length".into(), len.to_string()));
+        }
         let has_type = req
             .headers
             .iter()
@@ -45,8 +73,9 @@ impl Call {
         }
         headers.extend(req.headers.iter().cloned());
         let method = req.method.to_ascii_uppercase();
-        let body = (!req.body.is_empty() || matches!(method.as_str(), "POST" | "PUT" | "PATCH"))
-            .then_some(req.body.as_slice());
+        let body = (file.is_none()
+            && (!req.body.is_empty() || matches!(method.as_str(), "POST" | "PUT" | "PATCH")))
+        .then_some(req.body.as_slice());
         let wire = encode_request(
             &method,
             &host_header(&cfg.host, cfg.port),
@@ -55,10 +84,15 @@ impl Call {
             body,
         );
         let head_request = method == "HEAD";
-        Call {
+        let file_len = file.as_ref().map_or(0, |(_, n)| *n);
+        Ok(Call {
             id,
             wire,
             sent: 0,
+            file,
+            file_len,
+            slice: Vec::new(),
+            slice_sent: 0,
             reader: ResponseReader::new(
                 Limits::default(),
                 head_request,
@@ -69,12 +103,65 @@ impl Call {
             last_progress: now,
             retried: false,
             counted: false,
+        })
+    }
+
+    /// Every byte of the request went out.
+    fn all_sent(&self) -> bool {
+        self.sent == self.wire.len()
+            && self.file.as_ref().is_none_or(|(_, left)| *left == 0)
+            && self.slice_sent == self.slice.len()
+    }
+
+    /// Push the file body in slices while the connection takes it, at most
+    /// `FILE_BUDGET` bytes per call so one upload cannot hold the loop. Returns (wrote
+    /// something, stopped by the budget with more to send).
+    fn push_file(
+        &mut self,
+        conn: &mut TlsConn,
+        stats: &mut Stats,
+    ) -> Result<(bool, bool), NetError> {
+        let mut wrote = false;
+        let mut budget = FILE_BUDGET;
+        loop {
+            if self.slice_sent == self.slice.len() {
+                let Some((f, left)) = self.file.as_mut() else {
+                    return Ok((wrote, false));
+                };
+                if *left == 0 {
+                    return Ok((wrote, false));
+                }
+                if budget == 0 {
+                    return Ok((wrote, true));
+                }
+                let n = usize::try_from((*left).min(FILE_SLICE as u64)).unwrap_or(FILE_SLICE);
+                self.slice.resize(n, 0);
+                f.read_exact(&mut self.slice)
+                    .map_err(|e| NetError::Io(format!("upload body: {e}")))?;
+                *left -= n as u64;
+                self.slice_sent = 0;
+                budget = budget.saturating_sub(n);
+            }
+            let before = self.slice_sent;
+            push_request(conn, &self.slice, &mut self.slice_sent, stats)?;
+            if self.slice_sent == before {
+                return Ok((wrote, false));
+            }
+            wrote = true;
         }
     }
 
     /// Start over (for the one transparent retry).
     fn restart(&mut self, now: Instant) {
         self.sent = 0;
+        self.slice.clear();
+        self.slice_sent = 0;
+        if let Some((f, left)) = self.file.as_mut() {
+            // A failed rewind leaves `left` short: the server then sees a cut body and fails it.
+            if f.seek(SeekFrom::Start(0)).is_ok() {
+                *left = self.file_len;
+            }
+        }
         self.reader = ResponseReader::new(
             Limits::default(),
             self.head_request,
@@ -120,7 +207,13 @@ impl ApiLane {
         for _ in 0..PASSES {
             if self.current.is_none() {
                 match self.queue.pop_front() {
-                    Some((id, req)) => self.current = Some(Call::new(id, &req, cfg, now)),
+                    Some((id, req)) => match Call::new(id, &req, cfg, now) {
+                        Ok(call) => self.current = Some(call),
+                        Err(e) => {
+                            out.push(Completion::Reply { id, result: Err(e) });
+                            continue;
+                        }
+                    },
                     None => return self.drive_idle(registry, cfg, now, stats),
                 }
             }
@@ -204,8 +297,14 @@ impl ApiLane {
         if !was_open {
             call.last_progress = now;
         }
-        let wrote = push_request(conn, &call.wire, &mut call.sent, stats)?;
-        if call.sent == call.wire.len() && !call.counted {
+        let mut wrote = push_request(conn, &call.wire, &mut call.sent, stats)?;
+        let mut file_budget_spent = false;
+        if call.sent == call.wire.len() {
+            let (w, more) = call.push_file(conn, stats)?;
+            wrote |= w;
+            file_budget_spent = more;
+        }
+        if call.all_sent() && !call.counted {
             call.counted = true;
             stats.requests += 1;
         }
@@ -219,7 +318,7 @@ impl ApiLane {
                 let Some(head) = call.reader.head() else {
                     return Err(NetError::Protocol("reply without a head".into()));
                 };
-                let reusable = reusable && head.keep_alive && call.sent == call.wire.len();
+                let reusable = reusable && head.keep_alive && call.all_sent();
                 let reply = Reply {
                     status: head.status,
                     headers: reply_headers(head),
@@ -228,6 +327,11 @@ impl ApiLane {
                 Ok(Step::Finished { reply, reusable })
             }
             Pumped::Budget => Ok(Step::Budget),
+            // More of a file body to send and the socket still takes it: come back soon.
+            Pumped::Blocked if file_budget_spent => {
+                call.last_progress = now;
+                Ok(Step::Budget)
+            }
             Pumped::Blocked if now >= call.last_progress + cfg.request_timeout => {
                 Err(NetError::Timeout)
             }

@@ -83,6 +83,9 @@ pub struct Request {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Send this file as the body instead of `body`, read in slices as the connection takes
+    /// it (an object upload never sits in memory whole).
+    pub body_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
