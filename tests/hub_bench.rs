@@ -46,7 +46,21 @@ fn boot(hub: &TestHub, dir: &TempDir, containers: &[Spec], intervals: [u64; 3]) 
 fn claim_and_idle(hub: &TestHub, dev: &Device) -> String {
     let id = hub.wait_for_device(secs(20)).expect("registers");
     assert!(hub.claim(&id));
-    assert!(hub.wait_until(secs(30), |h| h.trail(&id).is_some()));
+    let synced = hub.wait_until(secs(30), |h| h.trail(&id).is_some());
+    let calls: Vec<String> = hub
+        .requests()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r.method,
+                &r.path[..r.path.len().min(40)],
+                r.status,
+                r.body_len
+            )
+        })
+        .collect();
+    assert!(synced, "{}\n{calls:#?}", dev.d.log_text());
     assert!(wait_for(secs(20), || {
         dev.d.get("/device-meta").json()["pantahub.state"] == "idle"
     }));

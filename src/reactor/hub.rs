@@ -289,6 +289,8 @@ impl Reactor {
             hub.net.ready(self.poll.registry(), event, now, &mut done);
         }
         self.hub_completions(done, now);
+        // Work left over by a read or write budget needs a deadline even when nothing ended.
+        self.schedule_hub();
     }
 
     pub(super) fn hub_owns(&self, token: Token) -> bool {
@@ -316,9 +318,8 @@ impl Reactor {
         });
         if woken {
             self.hub_event(HubEvent::Timer, now);
-        } else {
-            self.schedule_hub();
         }
+        self.schedule_hub();
     }
 
     /// The device wrote a progress (the update machine): mirror it to the hub.
