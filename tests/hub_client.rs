@@ -209,6 +209,25 @@ fn first_boot_registers_waits_for_the_claim_then_syncs_the_factory_revision() {
         .map(|r| format!("{} {} {}", r.method, r.path, r.status))
         .collect();
     assert!(ok, "{:?}\n{calls:#?}", hub.device_meta(&id));
+    // A restart (and a hub that fails meanwhile) keeps the claim: same device, no new
+    // registration, straight back to idle without a second sync.
+    let mut dev = dev;
+    dev.d.stop();
+    hub.fail("/devices/", 503, Some(3));
+    dev.d.spawn();
+    assert!(common::wait_for(
+        secs(20),
+        || device_meta(&dev)["pantahub.state"] == "idle"
+    ));
+    assert_eq!(hub.devices(), vec![id.clone()]);
+    assert_eq!(
+        hub.requests_to("/trails/")
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count(),
+        1
+    );
+    assert_eq!(fs::read_to_string(run.join("device-id")).unwrap(), id);
 }
 
 #[test]
@@ -485,4 +504,57 @@ fn an_expired_token_mid_update_logs_in_again_and_the_update_finishes() {
     assert_eq!(p["status"], "UPDATED");
     let logins = s.hub.requests_to("/auth/login").len();
     assert!(logins >= 2, "logged in again: {logins}");
+}
+
+#[test]
+fn the_hub_certificate_and_name_are_verified_unless_insecure_is_asked_for() {
+    require_containers!("hub certificates");
+    for (opts, why) in [
+        (
+            HubOpts {
+                wrong_name: true,
+                ..HubOpts::default()
+            },
+            "a certificate for another name",
+        ),
+        (
+            HubOpts {
+                expired: true,
+                ..HubOpts::default()
+            },
+            "an expired certificate",
+        ),
+    ] {
+        let (hub, dev, _dir) = boot(
+            TestHub::start_with(opts),
+            &[Spec::new("hc11-app", "exec sleep 4101", json!({}))],
+            &[],
+        );
+        assert!(
+            hub.wait_for_device(secs(4)).is_none(),
+            "registered with {why}"
+        );
+        assert!(
+            dev.d.log_text().contains("TLS"),
+            "{why}: {}",
+            dev.d.log_text()
+        );
+    }
+    // A hub whose CA is not among the trusted ones, reached only in insecure mode, which
+    // warns at every connection.
+    let hub = real_hub();
+    let dir = TempDir::new("hub");
+    let mut sets = hub_sets(&hub, &dir);
+    sets.retain(|s| !s.starts_with("PV_LIBTHTTP_CERTSDIR="));
+    sets.push(format!("PV_LIBTHTTP_CERTSDIR={}", dir.path().display()));
+    let strict: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let spec = [Spec::new("hc11-app", "exec sleep 4102", json!({}))];
+    let dev = Device::boot_with_opts(&spec, &strict, &json!({}), Opts::default());
+    assert!(hub.wait_for_device(secs(4)).is_none());
+    drop(dev);
+    sets.push("TERN_HUB_INSECURE=1".into());
+    let insecure: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let dev = Device::boot_with_opts(&spec, &insecure, &json!({}), Opts::default());
+    assert!(hub.wait_for_device(secs(20)).is_some());
+    assert!(dev.d.log_text().contains("WITHOUT verifying"));
 }
