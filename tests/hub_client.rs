@@ -558,3 +558,103 @@ fn the_hub_certificate_and_name_are_verified_unless_insecure_is_asked_for() {
     assert!(hub.wait_for_device(secs(20)).is_some());
     assert!(dev.d.log_text().contains("WITHOUT verifying"));
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `curl` against the v1 API: (status, body).
+fn v1(port: u16, key: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", method])
+        .args(["-H", "Content-Type: application/json", "--data", body])
+        .arg(format!("http://127.0.0.1:{port}{path}?apikey={key}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn v1_update_polls_at_once_and_v1_device_follows_the_download() {
+    require_containers!("hub v1 update");
+    let port = free_port();
+    let addr = format!("TERN_V1_ADDRESS=127.0.0.1:{port}");
+    // A steps poll once a minute: only POST /v1/update can make the step start soon.
+    let s = claimed(
+        &[Spec::new("hc12-app", "exec sleep 4201", app())],
+        &[&addr, "PH_UPDATER_INTERVAL=60"],
+    );
+    let key = fs::read_to_string(s.dev.d.storage.join("cache/v1-api-key")).unwrap();
+    let (_, before) = v1(port, &key, "GET", "/v1/device", "");
+    let before: Value = serde_json::from_str(&before).unwrap();
+    assert_eq!(before["update_pending"], false);
+    assert_eq!(before["download_progress"], Value::Null);
+    post_revision(&s, 1, &[Spec::new("hc12-app", "exec sleep 4202", app())]);
+    std::thread::sleep(secs(2));
+    assert!(
+        s.hub.progress(&s.id, 1).is_none(),
+        "nothing before the next poll"
+    );
+    assert_eq!(v1(port, &key, "POST", "/v1/update", "{}").0, 202);
+    wait_hub_status(&s, 1, "UPDATED", secs(20));
+    let (_, after) = v1(port, &key, "GET", "/v1/device", "");
+    let after: Value = serde_json::from_str(&after).unwrap();
+    assert_eq!(after["update_failed"], false);
+    assert_eq!(after["update_pending"], false);
+}
+
+#[test]
+fn a_local_revision_stays_off_the_hub_until_go_remote() {
+    require_containers!("hub go remote");
+    let s = claimed(&[Spec::new("hc13-app", "exec sleep 4301", json!({}))], &[]);
+    s.dev
+        .install("v2", &[Spec::new("hc13-app", "exec sleep 4302", json!({}))]);
+    assert_eq!(s.dev.command("LOCAL_RUN_COMMIT", "locals/v2").0, 200);
+    assert!(common::wait_for(secs(30), || disk_status(
+        &s.dev,
+        "locals/v2"
+    )
+    .0 == "DONE"));
+    let quiet = s.hub.requests().len();
+    std::thread::sleep(secs(3));
+    assert_eq!(
+        s.hub.requests().len(),
+        quiet,
+        "a local revision talked to the hub"
+    );
+    assert_eq!(s.dev.command("GO_REMOTE", "").0, 200);
+    assert!(
+        s.hub.wait_until(secs(10), |h| h.requests().len() > quiet),
+        "{}",
+        s.dev.d.log_text()
+    );
+    assert!(common::wait_for(secs(10), || {
+        device_meta(&s.dev)["pantahub.state"] == "idle"
+    }));
+}
+
+#[test]
+fn unclaim_forgets_the_credentials_and_registers_a_new_device() {
+    require_containers!("hub unclaim");
+    let s = claimed(&[Spec::new("hc14-app", "exec sleep 4401", json!({}))], &[]);
+    assert_eq!(s.dev.command("UNCLAIM", "").0, 200);
+    let again = s.hub.wait_until(secs(20), |h| h.devices().len() == 2);
+    assert!(again, "{}", s.dev.d.log_text());
+    let new_id = s.hub.devices().into_iter().find(|d| *d != s.id).unwrap();
+    let claimed = fs::read_to_string(s.dev.d.storage.join("config/pantahub.config")).unwrap();
+    assert!(!claimed.contains(&s.id), "{claimed}");
+    assert!(common::wait_for(secs(10), || {
+        fs::read_to_string(s.dev.d.rundir.join("device-id")).is_ok_and(|d| d == new_id)
+    }));
+    assert!(common::wait_for(secs(10), || {
+        device_meta(&s.dev)["pantahub.claimed"] == "0"
+    }));
+    // Nothing is claimed now: a second UNCLAIM has nothing to do.
+    assert_eq!(s.dev.command("UNCLAIM", "").0, 204);
+}

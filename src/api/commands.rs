@@ -126,8 +126,14 @@ pub fn post(api: &mut Api, body: &[u8]) -> Result<Response, ApiError> {
     if cmd.op == Op::GoRemote && !local {
         return Ok(Response::empty(204));
     }
-    // Tern has no hub client yet: the device is never claimed.
-    if cmd.op == Op::Unclaim {
+    if cmd.op == Op::Unclaim
+        && api
+            .device
+            .hub_meta
+            .get("pantahub.claimed")
+            .map(String::as_str)
+            != Some("1")
+    {
         return Ok(Response::empty(204));
     }
     if api.command.is_some() {

@@ -324,7 +324,8 @@ impl Reactor {
 
     /// The device wrote a progress (the update machine): mirror it to the hub.
     pub(super) fn hub_progress(&mut self, rev: &str, p: &Progress) {
-        if self.hub.is_some() {
+        // Local revisions are the device's own business; the hub has no step for them.
+        if self.hub.is_some() && !rev.starts_with("locals/") {
             let ev = HubEvent::Progress {
                 rev: rev.to_string(),
                 progress: p.clone(),
@@ -393,6 +394,14 @@ impl Reactor {
     fn hub_actions(&mut self, actions: Vec<HubAction>, now: Instant) {
         for a in actions {
             self.hub_action(a, now);
+        }
+        // A local revision now runs (LOCAL_APPLY of a locals/ revision): it never talks to
+        // the hub until GO_REMOTE. Dropping the client closes its connections.
+        if self.hub.is_some() && !self.api.device.remote_mode() {
+            log::info!("hub: a local revision runs; the hub client stops until GO_REMOTE");
+            self.hub = None;
+            self.api.device.hub_status = HubStatus::default();
+            return;
         }
         if let Some(h) = self.hub.as_ref() {
             self.api.device.hub_status = h.status();
