@@ -655,3 +655,45 @@ fn unclaim_drops_the_credentials_and_registers_anew() {
     ));
     assert_eq!(t.c.stage(), Stage::Register);
 }
+
+/// Pantavisor #404: a step the hub already shows INPROGRESS sent its updater into a loop.
+#[test]
+fn a_step_the_hub_shows_inprogress_is_taken_once_like_any_new_one() {
+    let mut t = T::claimed();
+    t.dev.step_objects = vec![("a".into(), "aa".into())];
+    to_first_step(&mut t, &format!("[{}]", step(5, "INPROGRESS")));
+    for _ in 0..5 {
+        t.advance(5);
+        if let Some((_, c)) = t.call() {
+            let body = if c.path.starts_with("/objects/") {
+                r#"{"size":"1","signed-geturl":"https://h/local-s3/aa"}"#
+            } else {
+                "{}"
+            };
+            t.answer(200, body);
+        }
+    }
+    let installs = t
+        .all
+        .iter()
+        .filter(|a| matches!(a, HubAction::InstallStep { rev, .. } if rev == "5"))
+        .count();
+    assert_eq!(installs, 1);
+    assert!(t.ever(|a| matches!(a, HubAction::Fetch { sha, .. } if sha == "aa")));
+}
+
+/// Pantavisor #702: an unclaimed device that boots into a try revision never started its
+/// hub client. Here the claim loop does not look at updates at all.
+#[test]
+fn an_unclaimed_device_trying_a_revision_still_registers_and_waits_for_its_claim() {
+    let dev = Fake {
+        running: Some("3".into()),
+        trying: Some(("3".into(), false)),
+        ..Fake::default()
+    };
+    let mut t = T::new(Creds::default(), false, dev);
+    assert_eq!(t.path(), "POST /devices/");
+    t.answer(200, r#"{"id":"d1","prn":"prn:::devices:/d1","secret":"s"}"#);
+    t.answer(200, r#"{"token":"t0"}"#);
+    assert_eq!(t.path(), "GET /devices/d1");
+}
