@@ -450,6 +450,10 @@ impl HubClient {
             for id in u.fetching_ids() {
                 self.out.push(HubAction::Cancel { id });
             }
+            // A failed update's partial downloads would otherwise stay in the storage forever.
+            for sha in u.unfinished() {
+                self.out.push(HubAction::DiscardDownload { sha });
+            }
             self.write_progress(&u.rev, p);
             self.go(Stage::Idle, why);
         }

@@ -101,6 +101,15 @@ impl RemoteUpdate {
         }
     }
 
+    /// Objects not downloaded whole (their partial files are left to discard).
+    pub fn unfinished(&self) -> Vec<String> {
+        self.objects
+            .iter()
+            .filter(|o| !o.done)
+            .map(|o| o.sha.clone())
+            .collect()
+    }
+
     pub fn fetching_ids(&self) -> Vec<CallId> {
         self.objects.iter().filter_map(|o| o.fetching).collect()
     }
