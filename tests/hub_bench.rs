@@ -145,6 +145,20 @@ fn ten_megabyte_step_to_done_and_download_speed_beside_curl() {
     for (_, bytes) in objects {
         hub.add_object(&bytes);
     }
+    // pv-ctrl latency while nothing happens, then during the download.
+    let socket = dev.d.socket.clone();
+    let idle = latencies(&socket, Duration::from_secs(2));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let during = {
+        let (socket, stop) = (socket.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                all.extend(latencies(&socket, Duration::from_millis(100)));
+            }
+            all
+        })
+    };
     let partial = dev.d.storage.join("cache/downloads").join(&sha);
     let object = dev.d.storage.join("objects").join(&sha);
     let t0 = Instant::now();
@@ -160,6 +174,8 @@ fn ten_megabyte_step_to_done_and_download_speed_beside_curl() {
         }
         h.progress(&id, 1).is_some_and(|p| p["status"] == "DONE")
     });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let during = during.join().unwrap();
     assert!(done, "{}", dev.d.log_text());
     let total = t0.elapsed();
     let (Some(a), Some(b)) = (started, stored) else {
@@ -188,4 +204,31 @@ fn ten_megabyte_step_to_done_and_download_speed_beside_curl() {
     println!("| step posted → DONE | {:.2} s |", total.as_secs_f64());
     println!("| download, Tern | {tern_mbs:.1} MB/s |");
     println!("| download, curl, same blob and hub | {curl} |");
+    let (p50i, p99i) = percentiles(idle);
+    let (p50d, p99d) = percentiles(during);
+    println!(
+        "| `GET /steps` p50 / p99, idle → during the update | {p50i:.0} / {p99i:.0} µs → {p50d:.0} / {p99d:.0} µs |"
+    );
+}
+
+/// Latencies (µs) of `GET /steps` on fresh connections for `span`.
+fn latencies(socket: &std::path::Path, span: Duration) -> Vec<f64> {
+    let until = Instant::now() + span;
+    let mut out = Vec::new();
+    while Instant::now() < until {
+        let t = Instant::now();
+        if common::try_request(socket, "GET", "/steps", b"").is_some() {
+            out.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    out
+}
+
+fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99))
 }
