@@ -155,6 +155,11 @@ impl Supervisor {
             Event::Timer { container, kind } => {
                 self.route(&container, Input::Timer { kind }, now, &mut out)
             }
+            Event::TermState {
+                container,
+                pid,
+                state,
+            } => self.route(&container, Input::TermState { pid, state }, now, &mut out),
             Event::StopAll => {
                 self.running = false;
                 for i in 0..self.containers.len() {

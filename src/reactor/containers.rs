@@ -163,7 +163,7 @@ impl Containers {
                 container,
                 pid,
                 sig,
-            } => self.signal(&container, pid, sig),
+            } => self.signal(container, pid, sig, fx),
             Action::Unmount { container } => {
                 let i = self.id(&container);
                 self.stop_and_teardown(i, registry, now, fx);
@@ -265,12 +265,25 @@ impl Containers {
         Ok(pid)
     }
 
-    fn signal(&mut self, name: &str, pid: i32, sig: Sig) {
-        let i = self.id(name);
+    /// Send `sig`; with a SIGTERM, tell the engine how the init takes it (read first: one
+    /// that dies of it may be gone by the time we look).
+    fn signal(&mut self, name: String, pid: i32, sig: Sig, fx: &mut Effects) {
+        let i = self.id(&name);
         let Some(live) = self.live.get(&i) else {
             return;
         };
         let l = &live.launched;
+        if sig == Sig::Term {
+            match runtime::sig_state(nix::unistd::Pid::from_raw(pid)) {
+                Ok(Some(state)) => fx.events.push(Event::TermState {
+                    container: name.clone(),
+                    pid,
+                    state,
+                }),
+                Ok(None) => log::debug!("{name}: no signal masks for pid {pid}; grace as set"),
+                Err(e) => log::debug!("{name}: {e}; grace as set"),
+            }
+        }
         let result = match sig {
             Sig::Kill => l.kill_all(),
             Sig::Term if l.mode == Mode::Process => runtime::signal_group(l.pid, Signal::SIGTERM),
