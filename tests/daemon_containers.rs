@@ -153,6 +153,8 @@ fn stop_start_and_restart_over_the_api() {
         )
     );
 
+    // The first run's marker is out before the stop (a stop no longer waits a grace).
+    dev.wait_console("a1-app", "run a1-marker", secs(10));
     assert_eq!(dev.action("a1-app", "stop").0, 200);
     dev.wait_status("a1-app", "STOPPED", secs(10));
     let c = dev.container("a1-app");
@@ -176,11 +178,16 @@ fn stop_start_and_restart_over_the_api() {
     }));
     dev.wait_status("a1-app", "STARTED", secs(10));
     // Three runs: the first, the API start, the restart (the console is pumped a moment later).
-    assert!(wait_for(secs(5), || dev
-        .console("a1-app")
-        .matches("run a1-marker")
-        .count()
-        == 3));
+    assert!(
+        wait_for(secs(5), || dev
+            .console("a1-app")
+            .matches("run a1-marker")
+            .count()
+            == 3),
+        "console:\n{}\nlog:\n{}",
+        dev.console("a1-app"),
+        dev.d.log_text()
+    );
     // The same through /programs: a restart is a new process, and the system container
     // answers ER with Pantavisor's reason.
     let r = dev.d.request(
