@@ -26,6 +26,16 @@ fn app(name: &str, script: &str) -> Spec {
     Spec::new(name, script, json!({"restart_policy":"container"}))
 }
 
+/// Every process whose command line holds `marker` has exec'd `sleep` (the shell before
+/// the exec holds the marker too, and has not set its traps yet).
+fn sleeping(marker: &str, n: usize) -> bool {
+    let pids = Device::pids_with(marker);
+    pids.len() == n
+        && pids.iter().all(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+}
+
 /// PUT stop, then the time until `GET /containers` says STOPPED.
 fn timed_stop(dev: &Device, name: &str) -> Duration {
     let t0 = Instant::now();
@@ -48,7 +58,7 @@ fn stopping_an_init_that_sigterm_cannot_reach_skips_the_grace() {
     );
     dev.wait_status("u1-ignores", "STARTED", secs(20));
     dev.wait_status("u1-shielded", "STARTED", secs(20));
-    assert!(wait_for(secs(5), || Device::pids_with("sleep 3400").len() == 2));
+    assert!(wait_for(secs(5), || sleeping("sleep 3400", 2)));
     for name in ["u1-shielded", "u1-ignores"] {
         let took = timed_stop(&dev, name);
         assert!(
@@ -66,7 +76,7 @@ fn stopping_an_init_that_sigterm_cannot_reach_skips_the_grace() {
     // A restart pays no grace either.
     assert_eq!(dev.action("u1-shielded", "start").0, 200);
     dev.wait_status("u1-shielded", "STARTED", secs(10));
-    assert!(wait_for(secs(5), || Device::pids_with("sleep 34001").len() == 1));
+    assert!(wait_for(secs(5), || sleeping("sleep 34001", 1)));
     let before = Device::pids_with("sleep 34001");
     let t0 = Instant::now();
     assert_eq!(dev.action("u1-shielded", "restart").0, 200);
@@ -137,7 +147,7 @@ fn shutdown_ends_as_soon_as_every_container_is_down() {
             Spec::new("d1-a", "exec sleep 34011", json!({})),
             Spec::new(
                 "d1-b",
-                "trap 'sleep 0.5; exit 0' TERM; while true; do sleep 0.1; done",
+                "trap 'sleep 0.5; exit 0' TERM; echo d1 armed; while true; do sleep 0.1; done",
                 json!({"group":"app","restart_policy":"container"}),
             ),
             Spec::new(
@@ -151,8 +161,8 @@ fn shutdown_ends_as_soon_as_every_container_is_down() {
     );
     dev.wait_status("d1-b", "STARTED", secs(20));
     dev.wait_status("d1-c", "STARTED", secs(20));
-    assert!(wait_for(secs(5), || Device::pids_with("sleep 3401").len() == 2));
-    std::thread::sleep(Duration::from_millis(300)); // d1-b's trap is set
+    assert!(wait_for(secs(5), || sleeping("sleep 3401", 2)));
+    dev.wait_console("d1-b", "d1 armed", secs(10));
     let t0 = Instant::now();
     let status = dev.d.stop();
     let took = t0.elapsed();
