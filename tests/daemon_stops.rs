@@ -174,3 +174,44 @@ fn shutdown_ends_as_soon_as_every_container_is_down() {
     assert!(took < Duration::from_millis(2500), "shutdown took {took:?}");
     assert!(Device::pids_with("sleep 3401").is_empty());
 }
+
+#[test]
+fn shutdown_never_waits_past_the_grace_and_a_second() {
+    require_containers!("bounded shutdown");
+    let mut dev = Device::boot(
+        &[
+            Spec::new(
+                "g1-stays",
+                "trap 'echo g1 term' TERM; echo g1 armed; while true; do sleep 0.1; done",
+                json!({"restart_policy":"container"}),
+            ),
+            Spec::new(
+                "g1-app",
+                "trap 'echo g1-app term' TERM; echo g1-app armed; while true; do sleep 0.1; done",
+                json!({"group":"app","restart_policy":"container"}),
+            ),
+        ],
+        &["TERN_STOP_GRACE=2"],
+    );
+    dev.wait_console("g1-stays", "g1 armed", secs(20));
+    dev.wait_console("g1-app", "g1-app armed", secs(20));
+    let t0 = Instant::now();
+    let status = dev.d.stop();
+    let took = t0.elapsed();
+    assert!(status.success(), "{status:?}: {}", dev.d.log_text());
+    // The app group is stopped first and killed at its grace; the root group's member then
+    // has what is left until the daemon's own bound (grace + 1 s) kills it.
+    assert!(
+        took >= secs(2),
+        "shutdown cut a handler's grace short: {took:?}"
+    );
+    assert!(took < Duration::from_millis(4500), "shutdown took {took:?}");
+    let log = dev.d.log_text();
+    let app = log
+        .find("g1-app: STARTED -> STOPPING")
+        .expect("app stopped");
+    let root = log
+        .find("g1-stays: STARTED -> STOPPING")
+        .expect("root stopped");
+    assert!(app < root, "the later group was not stopped first:\n{log}");
+}

@@ -1,7 +1,9 @@
 //! The containers and groups of one running revision, driven together: routes each
 //! [`Event`] to its container's machine, then releases groups in order (feeding
 //! `GroupsBefore` to waiting containers) and keeps group and revision status, logging each
-//! change. It owns no file descriptor and reads no clock; `now` comes with every event.
+//! change. Quiet stops (shutdown, non-reboot transitions) go the other way: the latest
+//! group's members together, each earlier group once every later one is down. It owns no
+//! file descriptor and reads no clock; `now` comes with every event.
 
 use std::time::Duration;
 use std::time::Instant;
