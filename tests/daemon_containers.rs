@@ -153,6 +153,8 @@ fn stop_start_and_restart_over_the_api() {
         )
     );
 
+    // The first run's marker is out before the stop (a stop no longer waits a grace).
+    dev.wait_console("a1-app", "run a1-marker", secs(10));
     assert_eq!(dev.action("a1-app", "stop").0, 200);
     dev.wait_status("a1-app", "STOPPED", secs(10));
     let c = dev.container("a1-app");
@@ -165,7 +167,14 @@ fn stop_start_and_restart_over_the_api() {
     assert_eq!(dev.action("a1-app", "start").0, 200);
     dev.wait_status("a1-app", "STARTED", secs(10));
     assert_eq!(dev.container("a1-app")["user_stopped"], "false");
-    // STARTED means the init was cloned; its exec follows a moment later.
+    // STARTED means the init was cloned; its exec follows a moment later. (The shell's own
+    // command line holds "sleep 1001" too: wait for its marker, or a restart without a
+    // grace may kill it before it echoes.)
+    assert!(wait_for(secs(5), || dev
+        .console("a1-app")
+        .matches("run a1-marker")
+        .count()
+        == 2));
     assert!(wait_for(secs(5), || Device::pids_with("sleep 1001").len() == 1));
     let before = Device::pids_with("sleep 1001");
 
@@ -176,11 +185,16 @@ fn stop_start_and_restart_over_the_api() {
     }));
     dev.wait_status("a1-app", "STARTED", secs(10));
     // Three runs: the first, the API start, the restart (the console is pumped a moment later).
-    assert!(wait_for(secs(5), || dev
-        .console("a1-app")
-        .matches("run a1-marker")
-        .count()
-        == 3));
+    assert!(
+        wait_for(secs(5), || dev
+            .console("a1-app")
+            .matches("run a1-marker")
+            .count()
+            == 3),
+        "console:\n{}\nlog:\n{}",
+        dev.console("a1-app"),
+        dev.d.log_text()
+    );
     // The same through /programs: a restart is a new process, and the system container
     // answers ER with Pantavisor's reason.
     let r = dev.d.request(
@@ -252,8 +266,10 @@ fn a_crash_with_nothing_to_recover_it_asks_for_a_reboot() {
 #[test]
 fn overlay_persistence_follows_the_storage_policy_across_restarts() {
     require_containers!("persistence");
-    let script =
-        "if [ -f /mark ]; then echo had-mark; else echo no-mark; fi; touch /mark; exec sleep 1000";
+    // The mark is made before the line is echoed: a restart (no grace for a shell init) may
+    // come as soon as the line is seen.
+    let script = "if [ -f /mark ]; then touch /mark; echo had-mark; \
+                  else touch /mark; echo no-mark; fi; exec sleep 1000";
     let dev = Device::boot(
         &[
             Spec::new(

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use log::Level;
 
 use super::recovery::{self, Decision, Tracker};
+use super::sigterm::{self, Reach, SigState};
 use super::{Action, ExitStatus, Sig, Status, TimerKind, deadline};
 use crate::spec::{AutoRecovery, RestartPolicy, StatusGoal};
 
@@ -76,6 +77,11 @@ pub enum Input {
     },
     /// Stop for a revision transition or shutdown.
     Stop,
+    /// What the kernel says of pid's SIGTERM handling, read as the SIGTERM of a stop went.
+    TermState {
+        pid: i32,
+        state: SigState,
+    },
 }
 
 /// Inputs from outside the machine that depend on the rest of the system.
@@ -234,6 +240,39 @@ impl Container {
             out,
         );
         self.go(Status::Stopping, why, out);
+    }
+
+    /// SIGTERM went to `pid`: when it cannot end the process, the grace would only be
+    /// waited out, so SIGKILL now (the grace timer stays as the backstop of the exit).
+    fn term_reach(&mut self, pid: i32, state: SigState, out: &mut Vec<Action>) {
+        if self.pid != Some(pid) {
+            return; // an earlier run's answer
+        }
+        let reach = sigterm::reach(&state);
+        match reach {
+            Reach::Handled => {
+                let g = self.cfg.stop_grace.as_secs();
+                let why = reach.why();
+                self.log(Level::Debug, &format!("{why}; up to {g}s to exit"), out);
+            }
+            Reach::Dies => self.log(Level::Debug, reach.why(), out),
+            Reach::Ignored | Reach::Shielded => {
+                let why = reach.why();
+                self.log(
+                    Level::Info,
+                    &format!("SIGTERM cannot end pid {pid} ({why}); SIGKILL now"),
+                    out,
+                );
+                self.push(
+                    |container| Action::Signal {
+                        container,
+                        pid,
+                        sig: Sig::Kill,
+                    },
+                    out,
+                );
+            }
+        }
     }
 
     /// Every transition to STOPPED: timers of a running container off, volumes unmounted
@@ -609,6 +648,19 @@ pub fn step_in_place(c: &mut Container, input: Input, ctx: Ctx, now: Instant) ->
         // Stale gate and mount answers.
         (S::Recovering, I::GroupsBefore { .. } | I::Mounted | I::MountFailed { .. }) => {}
 
+        // No SIGTERM of a stop is under way: a late answer about one is stale.
+        (
+            S::Installed
+            | S::Blocked
+            | S::Mounted
+            | S::Starting
+            | S::Started
+            | S::Ready
+            | S::Recovering
+            | S::Stopped,
+            I::TermState { .. },
+        ) => {}
+
         // ---- STOPPING: SIGTERM sent, waiting for the exit ----
         // Gone: STOPPED (unmount), then what the stop was for.
         (S::Stopping, I::Exited { status }) => {
@@ -639,6 +691,8 @@ pub fn step_in_place(c: &mut Container, input: Input, ctx: Ctx, now: Instant) ->
                 o,
             );
         }
+        // How the init takes the SIGTERM just sent: SIGKILL at once when it cannot end it.
+        (S::Stopping, I::TermState { pid, state }) => c.term_reach(pid, state, o),
         // No other timer runs while stopping.
         (
             S::Stopping,

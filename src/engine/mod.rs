@@ -15,6 +15,7 @@ pub mod group;
 pub mod hub;
 pub mod json;
 pub mod recovery;
+pub mod sigterm;
 pub mod supervisor;
 pub mod update;
 pub mod xconnect;
@@ -214,6 +215,12 @@ pub enum Event {
     },
     /// Stop every container (revision transition, poweroff); no recovery follows.
     StopAll,
+    /// How pid takes SIGTERM, read from /proc as the SIGTERM of its stop was sent.
+    TermState {
+        container: String,
+        pid: i32,
+        state: sigterm::SigState,
+    },
 }
 
 /// `now + d`, saturating far in the future instead of overflowing.

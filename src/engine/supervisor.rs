@@ -1,7 +1,9 @@
 //! The containers and groups of one running revision, driven together: routes each
 //! [`Event`] to its container's machine, then releases groups in order (feeding
 //! `GroupsBefore` to waiting containers) and keeps group and revision status, logging each
-//! change. It owns no file descriptor and reads no clock; `now` comes with every event.
+//! change. Quiet stops (shutdown, non-reboot transitions) go the other way: the latest
+//! group's members together, each earlier group once every later one is down. It owns no
+//! file descriptor and reads no clock; `now` comes with every event.
 
 use std::time::Duration;
 use std::time::Instant;
@@ -39,6 +41,11 @@ pub struct Supervisor {
     revision: Option<Status>,
     updating: bool,
     running: bool,
+    /// Containers a quiet stop was asked for (StopAll, [`Supervisor::stop`]), still
+    /// consulted while some of them wait.
+    stop_set: Vec<usize>,
+    /// Those of them whose SIGTERM waits until no later group's member of the set is up.
+    deferred: Vec<usize>,
 }
 
 impl Supervisor {
@@ -73,6 +80,8 @@ impl Supervisor {
             revision: None,
             updating: false,
             running: false,
+            stop_set: Vec::new(),
+            deferred: Vec::new(),
         };
         s.group_status = (0..s.groups.len())
             .map(|g| group::group_status(&s.members(g)))
@@ -145,7 +154,21 @@ impl Supervisor {
             }
             Event::ChildExited { pid, status } => {
                 match self.containers.iter().position(|c| c.pid == Some(pid)) {
-                    Some(i) => self.step(i, Input::Exited { status }, now, &mut out),
+                    Some(i) => {
+                        // Its stop was only waiting for its turn: the exit ends that stop,
+                        // it is no crash to recover from.
+                        // (The pid is reaped: no signal may go to it, it could be reused.)
+                        if self.deferred.contains(&i) {
+                            self.deferred.retain(|&d| d != i);
+                            let mut stop = Vec::new();
+                            self.step(i, Input::Stop, now, &mut stop);
+                            out.extend(
+                                stop.into_iter()
+                                    .filter(|a| !matches!(a, Action::Signal { .. })),
+                            );
+                        }
+                        self.step(i, Input::Exited { status }, now, &mut out)
+                    }
                     None => out.push(Action::Log {
                         level: Level::Debug,
                         line: format!("supervisor: pid {pid} ({status}) is no container's init"),
@@ -155,11 +178,14 @@ impl Supervisor {
             Event::Timer { container, kind } => {
                 self.route(&container, Input::Timer { kind }, now, &mut out)
             }
+            Event::TermState {
+                container,
+                pid,
+                state,
+            } => self.route(&container, Input::TermState { pid, state }, now, &mut out),
             Event::StopAll => {
                 self.running = false;
-                for i in 0..self.containers.len() {
-                    self.step(i, Input::Stop, now, &mut out);
-                }
+                self.stop_in_order(0..self.containers.len());
             }
         }
         self.settle(now, &mut out);
@@ -167,16 +193,78 @@ impl Supervisor {
     }
 
     /// Stop these containers quietly (no recovery follows): the first half of a non-reboot
-    /// transition.
+    /// transition. Group order is kept as in [`Event::StopAll`].
     pub fn stop(&mut self, names: &[String], now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
-        for name in names {
-            if let Some(i) = self.index(name) {
-                self.step(i, Input::Stop, now, &mut out);
-            }
-        }
+        let idx: Vec<usize> = names.iter().filter_map(|n| self.index(n)).collect();
+        self.stop_in_order(idx);
         self.settle(now, &mut out);
         out
+    }
+
+    /// Queue quiet stops; [`Supervisor::release_stops`] (run by every settle) sends them,
+    /// the latest group first and each group's members together.
+    fn stop_in_order(&mut self, idx: impl IntoIterator<Item = usize>) {
+        for i in idx {
+            if !self.stop_set.contains(&i) {
+                self.stop_set.push(i);
+            }
+            if !self.deferred.contains(&i) {
+                self.deferred.push(i);
+            }
+        }
+    }
+
+    /// Send the queued stops whose turn has come: a container that is not up stops at once
+    /// (nothing to wait for, and nothing must start it meanwhile); one that is up waits
+    /// while a member of the set in a later group is still up (started in order, stopped
+    /// in reverse).
+    fn release_stops(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.deferred.is_empty() {
+            self.stop_set.clear();
+            return;
+        }
+        let due: Vec<usize> = self
+            .deferred
+            .iter()
+            .copied()
+            .filter(|&i| !self.is_up(i) || !self.later_up(i))
+            .collect();
+        for &i in &due {
+            self.step(i, Input::Stop, now, out);
+        }
+        self.deferred.retain(|i| !due.contains(i));
+        if !self.deferred.is_empty() && !due.is_empty() {
+            let names: Vec<&str> = self
+                .deferred
+                .iter()
+                .map(|&i| self.containers[i].name())
+                .collect();
+            out.push(Action::Log {
+                level: Level::Debug,
+                line: format!("supervisor: {names:?} stop once later groups are down"),
+            });
+        }
+    }
+
+    /// A process of container `i` is (or may be) alive, or its volumes are mounted for
+    /// the later groups (a data container).
+    fn is_up(&self, i: usize) -> bool {
+        self.containers.get(i).is_some_and(|c| {
+            c.pid.is_some()
+                || matches!(
+                    c.status,
+                    Status::Mounted | Status::Starting | Status::Stopping
+                )
+        })
+    }
+
+    /// A container of the stop set in a later group than `i` is still up.
+    fn later_up(&self, i: usize) -> bool {
+        let g = self.group_of[i];
+        self.stop_set
+            .iter()
+            .any(|&j| self.group_of[j] > g && self.is_up(j))
     }
 
     /// Start a container again after a quiet stop, whatever its restart policy (the daemon's
@@ -287,6 +375,7 @@ impl Supervisor {
     /// Release waiting containers whose earlier groups are done, until nothing moves; then
     /// report group and revision status changes.
     fn settle(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.release_stops(now, out);
         for _ in 0..=self.containers.len() + 1 {
             if !self.running {
                 break;
@@ -357,3 +446,7 @@ impl Supervisor {
 #[cfg(test)]
 #[path = "supervisor_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "supervisor_stop_tests.rs"]
+mod stop_tests;

@@ -3,6 +3,12 @@
 //! answer is still being written no further request is started and no more is read, so a
 //! client that sends but does not read cannot grow our buffers.
 //!
+//! One call of [`Conn::drive`] is one turn: it answers at most [`TURN_REQUESTS`] request and
+//! moves at most [`TURN_BYTES`] bytes, then hands the loop back ([`Status::Yield`]) so the
+//! other connections are served before this one continues. Without that bound a client on
+//! another core that sends its next request as soon as it reads an answer kept the loop on
+//! its connection for hundreds of requests while every other client waited.
+//!
 //! Error answers that leave the stream untrustworthy close the connection, but only after a
 //! "lingering close": our side stops writing, and what the client still sends is read and
 //! dropped (bounded in bytes and time) so its kernel does not reset the connection and destroy
@@ -29,6 +35,10 @@ const FILE_PIECE: usize = 32 * 1024;
 /// After a closing error answer: how much more input to read and drop, and for how long.
 const LINGER_BYTES: u64 = 64 * 1024 * 1024;
 const LINGER_TIME: Duration = Duration::from_secs(2);
+/// Requests one turn of a connection may start.
+pub const TURN_REQUESTS: u32 = 1;
+/// Bytes one turn of a connection may read or write (a body upload, a streamed file).
+pub const TURN_BYTES: usize = 256 * 1024;
 
 /// Time limits a connection lives by (from the config).
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +85,11 @@ pub struct Conn {
     pub last_activity: Instant,
     /// The deadline currently in the reactor's heap for this connection, if any.
     pub scheduled: Option<Instant>,
+    /// Requests started and bytes moved in the current turn.
+    turn_requests: u32,
+    turn_bytes: usize,
+    /// The last read filled its buffer: the socket may hold more than was reported.
+    read_full: bool,
 }
 
 /// What the reactor should do with a connection after driving it.
@@ -82,6 +97,9 @@ pub struct Conn {
 pub enum Status {
     Open,
     Close,
+    /// Its turn is used up with work maybe left: drive it again once the others had theirs
+    /// (the readiness that brought the work may not be reported again).
+    Yield,
 }
 
 impl Conn {
@@ -99,7 +117,26 @@ impl Conn {
             linger: None,
             last_activity: now,
             scheduled: None,
+            turn_requests: 0,
+            turn_bytes: 0,
+            read_full: false,
         }
+    }
+
+    /// The turn's bytes are used, or its request is answered and the next would be new.
+    fn turn_over(&self) -> bool {
+        self.turn_bytes >= TURN_BYTES
+            || (self.turn_requests >= TURN_REQUESTS && matches!(self.state, ReadState::Head))
+    }
+
+    /// Work the kernel will not announce again: bytes already read but not parsed, an
+    /// answer not fully written, or a socket read that stopped at the buffer's size.
+    /// (Anything arriving later is a new readiness: mio is edge-triggered.)
+    fn work_left(&self) -> bool {
+        !self.inbuf.is_empty()
+            || self.out_pending() > 0
+            || self.streaming.is_some()
+            || self.read_full
     }
 
     /// Idle: between requests with nothing to write, so it may be closed to make room.
@@ -161,17 +198,26 @@ impl Conn {
     }
 
     fn drive_io(&mut self, mut api: Option<&mut Api>, limits: &Limits, now: Instant) -> Status {
+        self.turn_requests = 0;
+        self.turn_bytes = 0;
         loop {
             let mut progress = match self.flush(now) {
                 Ok(p) => p,
                 Err(_) => return Status::Close,
             };
+            if self.turn_over() {
+                // Done what the turn allows; what is left after the other connections.
+                return match self.status() {
+                    Status::Open if self.work_left() => Status::Yield,
+                    other => other,
+                };
+            }
             if let Some(api) = api.as_deref_mut() {
                 while self.process(api, limits) {
                     progress = true;
                 }
             }
-            if self.wants_read() {
+            if self.wants_read() && !self.turn_over() {
                 match self.read_some(now) {
                     Ok(p) => progress |= p,
                     Err(_) => return Status::Close,
@@ -226,6 +272,7 @@ impl Conn {
         } else {
             (READ_CAP - self.inbuf.len()).min(buf.len())
         };
+        self.read_full = false;
         match self.stream.read(&mut buf[..room]) {
             Ok(0) => {
                 self.read_eof = true;
@@ -233,6 +280,8 @@ impl Conn {
             }
             Ok(n) => {
                 self.last_activity = now;
+                self.turn_bytes += n;
+                self.read_full = n == room;
                 if let Some((dropped, until)) = self.linger.as_mut() {
                     *dropped += n as u64;
                     if *dropped > LINGER_BYTES {
@@ -268,7 +317,11 @@ impl Conn {
                 Ok(n) => {
                     self.out_pos += n;
                     self.last_activity = now;
+                    self.turn_bytes += n;
                     progress = true;
+                    if self.turn_bytes >= TURN_BYTES {
+                        return Ok(progress);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(progress),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -336,6 +389,7 @@ impl Conn {
             }
             ReadState::Head => {
                 if self.inbuf.is_empty()
+                    || self.turn_requests >= TURN_REQUESTS
                     || self.out_pending() >= WRITE_BACKLOG
                     || self.streaming.is_some()
                 {
@@ -362,6 +416,7 @@ impl Conn {
                     }
                     Ok(Some((head, used))) => {
                         self.inbuf.drain(..used);
+                        self.turn_requests += 1;
                         self.start_request(api, head, limits);
                         true
                     }

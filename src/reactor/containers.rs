@@ -150,7 +150,16 @@ impl Containers {
                 fx.events.push(event);
             }
             Action::Spawn { container } => {
-                let event = match self.spawn(&container, run, registry) {
+                // Where a respawn's time goes (README, benchmarks): the loop's wake-up to
+                // here is reaping and the engine, the rest is `launch`.
+                let begin = Instant::now();
+                let result = self.spawn(&container, run, registry);
+                log::debug!(
+                    "{container}: spawn began {} µs after the wake-up, took {} µs",
+                    begin.saturating_duration_since(now).as_micros(),
+                    begin.elapsed().as_micros()
+                );
+                let event = match result {
                     Ok(pid) => Event::Spawned { container, pid },
                     Err(error) => {
                         log::error!("{container}: cannot start: {error}");
@@ -163,7 +172,7 @@ impl Containers {
                 container,
                 pid,
                 sig,
-            } => self.signal(&container, pid, sig),
+            } => self.signal(container, pid, sig, fx),
             Action::Unmount { container } => {
                 let i = self.id(&container);
                 self.stop_and_teardown(i, registry, now, fx);
@@ -226,8 +235,10 @@ impl Containers {
             self.finish(i, &mut old, registry);
         }
         let spec = from_revision::launch_spec(&run.state, &run.rev, c, &self.host)?;
+        let t = Instant::now();
         let launched =
             runtime::launch(&spec, runtime::capabilities()).map_err(|e| e.to_string())?;
+        log::debug!("{name}: launch took {} µs", t.elapsed().as_micros());
         let mut launched = launched;
         if let Some(why) = &launched.fallback_reason {
             log::warn!("{name}: running as a plain process: {why}");
@@ -265,12 +276,25 @@ impl Containers {
         Ok(pid)
     }
 
-    fn signal(&mut self, name: &str, pid: i32, sig: Sig) {
-        let i = self.id(name);
+    /// Send `sig`; with a SIGTERM, tell the engine how the init takes it (read first: one
+    /// that dies of it may be gone by the time we look).
+    fn signal(&mut self, name: String, pid: i32, sig: Sig, fx: &mut Effects) {
+        let i = self.id(&name);
         let Some(live) = self.live.get(&i) else {
             return;
         };
         let l = &live.launched;
+        if sig == Sig::Term {
+            match runtime::sig_state(nix::unistd::Pid::from_raw(pid)) {
+                Ok(Some(state)) => fx.events.push(Event::TermState {
+                    container: name.clone(),
+                    pid,
+                    state,
+                }),
+                Ok(None) => log::debug!("{name}: no signal masks for pid {pid}; grace as set"),
+                Err(e) => log::debug!("{name}: {e}; grace as set"),
+            }
+        }
         let result = match sig {
             Sig::Kill => l.kill_all(),
             Sig::Term if l.mode == Mode::Process => runtime::signal_group(l.pid, Signal::SIGTERM),
@@ -316,6 +340,7 @@ impl Containers {
 
     /// Last console bytes, then unmount and remove everything of the container.
     fn finish(&mut self, i: usize, live: &mut Live, registry: &Registry) {
+        let t = Instant::now();
         if live.console_open {
             let _ = live.launched.log.pump(&live.launched.console);
             let fd = live.launched.console.as_raw_fd();
@@ -325,6 +350,7 @@ impl Containers {
         if let Err(e) = runtime::teardown(&mut live.launched.plan) {
             log::warn!("container {i}: teardown incomplete: {e}");
         }
+        log::debug!("container {i}: torn down in {} µs", t.elapsed().as_micros());
     }
 
     /// The console of container `i` is readable: log what it holds, within a budget.

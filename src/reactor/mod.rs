@@ -92,6 +92,9 @@ pub struct Reactor {
     signals: signals::Signals,
     slots: Vec<Slot>,
     open: usize,
+    /// Connections whose turn ended with work left (slot, generation): driven again after
+    /// the events at hand, before the loop waits.
+    again: Vec<(usize, u64)>,
     deadlines: Deadlines<Due>,
     api: Api,
     limits: Limits,
@@ -187,6 +190,7 @@ impl Reactor {
             signals,
             slots: Vec::new(),
             open: 0,
+            again: Vec::new(),
             deadlines: Deadlines::default(),
             api,
             limits: Limits::default(),
@@ -222,7 +226,10 @@ impl Reactor {
                     return Ok(exit);
                 }
             }
-            let timeout = self.deadlines.timeout(Instant::now());
+            let timeout = match self.again.is_empty() {
+                true => self.deadlines.timeout(Instant::now()),
+                false => Some(Duration::ZERO),
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -245,6 +252,20 @@ impl Reactor {
                 }
             }
             self.fire_deadlines(Instant::now());
+            self.serve_again(Instant::now());
+        }
+    }
+
+    /// One more turn for each connection that yielded with work left.
+    fn serve_again(&mut self, now: Instant) {
+        for (slot, generation) in std::mem::take(&mut self.again) {
+            if self
+                .slots
+                .get(slot)
+                .is_some_and(|s| s.generation == generation)
+            {
+                self.drive(slot, now);
+            }
         }
     }
 
@@ -372,6 +393,9 @@ impl Reactor {
         if status == Status::Close {
             self.close(slot);
             return;
+        }
+        if status == Status::Yield && !self.again.contains(&(slot, generation)) {
+            self.again.push((slot, generation));
         }
         let due = conn.deadline(&self.timeouts);
         // Deadlines only move later with activity; a new entry is needed only when the

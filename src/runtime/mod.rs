@@ -20,7 +20,8 @@
 //! `caps` probes the host once; `plan` turns mount entries into steps (pure); `loopdev`,
 //! `mounts` and `cgroup` own one kernel object each; `child` is the code between clone and
 //! exec; `launch` starts both modes; `process` runs helper commands; `control` stops and
-//! cleans up; [`console_log`] rotates what the console pipe carries.
+//! cleans up; `proc_status` reads how a process takes signals; [`console_log`] rotates what
+//! the console pipe carries.
 
 mod caps;
 mod cgroup;
@@ -35,6 +36,7 @@ pub mod lxc_conf;
 mod mounts;
 mod plan;
 pub mod power;
+mod proc_status;
 mod process;
 mod spec;
 pub mod sweep;
@@ -48,6 +50,7 @@ pub use launch::{Launched, launch};
 pub use loopdev::is_bound as loop_device_is_bound;
 pub use lxc_conf::{LxcConf, MountEntry};
 pub use mounts::MountPlan;
+pub use proc_status::sig_state;
 pub use process::{spawn_command, spawn_daemon};
 pub use spec::{
     BindKind, DEFAULT_CGROUP_PARENT, LaunchSpec, Mode, ModeRequest, Network, Persistence, PvPaths,

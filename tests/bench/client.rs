@@ -8,10 +8,12 @@
 //! Subcommands, each printing one line of JSON on stdout (diagnostics go to stderr):
 //!
 //! - `wait --socket P [--timeout S]`: retry until `GET /steps` answers 200.
-//! - `requests --socket P --clients N [--seconds S] [--warmup S] [--path /steps]`: N
-//!   keep-alive connections, one thread each, sending GET requests back to back. Requests
-//!   started during the warm-up are not counted. Prints requests/s and p50/p99/max latency
-//!   in microseconds; exits 1 if any request failed.
+//! - `requests --socket P --clients N [--seconds S] [--warmup S] [--path /steps] [--rate R]`:
+//!   N keep-alive connections, one thread each, sending GET requests back to back (or, with
+//!   `--rate`, each client at most R requests per second on a fixed schedule, so the latency
+//!   is measured below saturation). Requests started during the warm-up are not counted.
+//!   Prints requests/s and p50/p99/max latency in microseconds; exits 1 if any request
+//!   failed.
 //! - `objects --socket P --sha HEX`: `GET /objects`, and report whether that object is
 //!   listed and with which size.
 //! - `gen --file F --bytes N`: write N bytes of pseudo-random data (xorshift; much faster
@@ -24,10 +26,14 @@
 //! - `running --socket P --count N [--since-ns T] [--timeout S]`: poll `GET /containers` until
 //!   N containers are STARTED or READY; prints the milliseconds since T (CLOCK_REALTIME ns,
 //!   default: when polling began).
+//! - `status --socket P --name N --status S [--timeout S]`: poll `GET /containers` until
+//!   container N has status S.
 //! - `progress --socket P --rev R --status S [--since-ns T] [--timeout S]`: poll
 //!   `GET /steps/R/progress` until its status is S; prints the milliseconds since T.
-//! - `respawn --marker M --stamps F --rounds N [--settle S]`: N times, find the one process
-//!   whose command line holds M, SIGKILL it, and wait for a new stamp in F: the supervised
+//! - `respawn --pids-from P --stamps F --rounds N [--settle S]`: N times, read the one pid
+//!   the supervisor lists in file P (a container's `cgroup.procs`, runsv's `supervise/pid`:
+//!   only processes the bench's own supervisors started), SIGKILL it, and wait for a new
+//!   stamp in F: the supervised
 //!   command appends its start time (busybox `adjtimex`) there, so the latency is kill → new
 //!   command running, measured the same way for any supervisor. Waits S seconds (default
 //!   1.2: runsv delays restarts of a service that ran under a second) between rounds.
@@ -48,13 +54,14 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage:
   tern-bench wait     --socket P [--timeout SECS]
-  tern-bench requests --socket P --clients N [--seconds S] [--warmup S] [--path /steps]
+  tern-bench requests --socket P --clients N [--seconds S] [--warmup S] [--path /steps] [--rate R]
   tern-bench objects  --socket P --sha HEX
   tern-bench gen      --file F --bytes N
   tern-bench upload   --socket P --file F --sha HEX [--expect CODE] [--watch-pid PID]
   tern-bench running  --socket P --count N [--since-ns T] [--timeout SECS]
+  tern-bench status   --socket P --name N --status S [--timeout SECS]
   tern-bench progress --socket P --rev R --status S [--since-ns T] [--timeout SECS]
-  tern-bench respawn  --marker M --stamps F --rounds N [--settle SECS]";
+  tern-bench respawn  --pids-from P --stamps F --rounds N [--settle SECS]";
 
 /// How long any single read or write on the socket may block before it counts as a hang.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,6 +86,7 @@ fn main() -> ExitCode {
         "gen" => cmd_gen(&opts),
         "upload" => cmd_upload(&opts),
         "running" => cmd_running(&opts),
+        "status" => cmd_status(&opts),
         "progress" => cmd_progress(&opts),
         "respawn" => cmd_respawn(&opts),
         _ => Err(format!("unknown subcommand '{cmd}'")),
@@ -370,6 +378,8 @@ fn cmd_requests(o: &Opts) -> Result<(), String> {
     let seconds: f64 = o.num("seconds", Some(3.0))?;
     let warmup: f64 = o.num("warmup", Some(0.5))?;
     let path = o.get("path").unwrap_or("/steps").to_string();
+    let rate: f64 = o.num("rate", Some(0.0))?;
+    let period = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
     if clients == 0 || seconds <= 0.0 || warmup < 0.0 {
         return Err("--clients must be >= 1, --seconds > 0, --warmup >= 0".into());
     }
@@ -395,7 +405,9 @@ fn cmd_requests(o: &Opts) -> Result<(), String> {
                 barrier.wait();
                 let t0 = Instant::now();
                 let warm_end = t0 + Duration::from_secs_f64(warmup);
-                client_loop(conn, &socket, &request, &stop, warm_end)
+                // Paced clients start spread over one period, not all at once.
+                let offset = period.map(|p| p.mul_f64(id as f64 / clients as f64));
+                client_loop(conn, &socket, &request, &stop, warm_end, period, offset)
             })
             .map_err(|e| format!("spawn client thread: {e}"))?;
         handles.push(h);
@@ -474,7 +486,10 @@ fn client_loop(
     request: &[u8],
     stop: &AtomicBool,
     warm_end: Instant,
+    period: Option<Duration>,
+    offset: Option<Duration>,
 ) -> Tally {
+    let mut next = Instant::now() + offset.unwrap_or_default();
     let mut t = Tally {
         lat_ns: Vec::with_capacity(1 << 16),
         ..Tally::default()
@@ -500,6 +515,13 @@ fn client_loop(
                     continue;
                 }
             }
+        }
+        if let Some(p) = period {
+            let now = Instant::now();
+            if next > now {
+                thread::sleep(next - now);
+            }
+            next += p;
         }
         let start = Instant::now();
         if let Err(e) = conn.stream.write_all(request) {
@@ -790,6 +812,32 @@ fn cmd_progress(o: &Opts) -> Result<(), String> {
     Err(format!("{rev} did not reach {want} in {timeout:?}: {last}"))
 }
 
+fn cmd_status(o: &Opts) -> Result<(), String> {
+    let socket = o.socket()?;
+    let name = o.req("name")?;
+    let want = o.req("status")?;
+    let timeout = Duration::from_secs_f64(o.num("timeout", Some(60.0))?);
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < timeout {
+        if let Some(body) = get_body(&socket, "/containers") {
+            let list: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let now = list.as_array().and_then(|a| {
+                a.iter()
+                    .find(|c| c["name"] == name)
+                    .and_then(|c| c["status"].as_str().map(str::to_string))
+            });
+            if now.as_deref() == Some(want) {
+                println!("{{\"status\":\"{want}\"}}");
+                return Ok(());
+            }
+            last = body;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    Err(format!("{name} not {want} after {timeout:?}: {last}"))
+}
+
 fn cmd_running(o: &Opts) -> Result<(), String> {
     let socket = o.socket()?;
     let want: usize = o.num("count", None)?;
@@ -822,24 +870,13 @@ fn cmd_running(o: &Opts) -> Result<(), String> {
     ))
 }
 
-/// Pids whose command line (NULs read as spaces) holds `marker`, this process excluded.
-fn pids_with(marker: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let mut cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        cmd.iter_mut().filter(|b| **b == 0).for_each(|b| *b = b' ');
-        if pid != me && String::from_utf8_lossy(&cmd).contains(marker) {
-            out.push(pid);
-        }
-    }
-    out
+/// The pids listed in `path`, one per line (`cgroup.procs`, a pid file).
+fn pids_in(path: &Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
 }
 
 /// Start times in ns, one per run of the command: a `time.tv_sec:` line (what busybox
@@ -862,17 +899,18 @@ fn stamps(path: &Path) -> Vec<u128> {
 }
 
 fn cmd_respawn(o: &Opts) -> Result<(), String> {
-    let marker = o.req("marker")?;
+    let pids_from = PathBuf::from(o.req("pids-from")?);
     let file = PathBuf::from(o.req("stamps")?);
     let rounds: usize = o.num("rounds", None)?;
     let settle = Duration::from_secs_f64(o.num("settle", Some(1.2))?);
     let mut lat_us = Vec::with_capacity(rounds);
     for round in 0..rounds {
         thread::sleep(settle);
-        let pids = pids_with(marker);
+        let pids = pids_in(&pids_from);
         let [pid] = pids[..] else {
             return Err(format!(
-                "round {round}: {} processes hold '{marker}'",
+                "round {round}: {} lists {} processes, not one",
+                pids_from.display(),
                 pids.len()
             ));
         };

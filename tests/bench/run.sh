@@ -6,7 +6,9 @@
 # The daemon runs on a fresh temporary storage (removed on exit, daemon stopped on exit).
 # The load comes from `tern-bench` (tests/bench/client.rs).
 #
-# Knobs (environment): BENCH_CLIENTS="1 8 64", BENCH_SECONDS=3, BENCH_WARMUP=0.5,
+# Knobs (environment): BENCH_CLIENTS="1 8 64", BENCH_PATHS="/steps /containers",
+# BENCH_PACED=100 (requests/s per client of the paced 64-client run; 0 skips it),
+# BENCH_SECONDS=3, BENCH_WARMUP=0.5,
 # BENCH_INGEST_MIB (default 1024, or 256 when the temp file system has under 4 GiB free),
 # CARGO=cargo, TMPDIR (where the temporary storage goes).
 
@@ -16,6 +18,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
 CARGO=${CARGO:-cargo}
 CLIENTS=${BENCH_CLIENTS:-"1 8 64"}
+PATHS=${BENCH_PATHS:-"/steps /containers"}
+PACED=${BENCH_PACED:-100}
 SECS=${BENCH_SECONDS:-3}
 WARMUP=${BENCH_WARMUP:-0.5}
 RUN_START=$EPOCHREALTIME
@@ -66,8 +70,9 @@ log "building tern (release) and tern-bench"
     die "cargo build --release failed (see the compiler output above)"
 "$CARGO" build --release --features bench-tools --bin tern-bench ||
     die "building tern-bench failed (see the compiler output above)"
-TERN=$ROOT/target/release/tern
-BENCH=$ROOT/target/release/tern-bench
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+TERN=$TARGET/release/tern
+BENCH=$TARGET/release/tern-bench
 [[ -x $TERN ]] || die "$TERN was not produced by the build"
 [[ -x $BENCH ]] || die "$BENCH was not produced by the build"
 
@@ -150,29 +155,36 @@ IDLE_FILE=$(proc_kb "$DAEMON_PID" RssFile)
 log "idle: VmRSS ${IDLE_RSS} kB, RssAnon ${IDLE_ANON} kB, RssFile ${IDLE_FILE} kB"
 
 # ---------------------------------------------------------------------------------------------
-# 4. Request rate: GET /steps over N keep-alive connections.
+# 4. Request rate: GET <path> over N keep-alive connections, back to back; then 64 clients
+#    paced at $PACED requests/s each (latency below saturation).
 
 declare -A RPS P50 P99 PMAX DCPU
-for n in $CLIENTS; do
-    log "GET /steps: $n client(s), ${WARMUP} s warm-up + ${SECS} s"
+RUNS=()
+for path in $PATHS; do
+    for n in $CLIENTS; do RUNS+=("$path:$n:0"); done
+    ((PACED > 0)) && RUNS+=("$path:64:$PACED")
+done
+for run in "${RUNS[@]}"; do
+    IFS=: read -r path n rate <<<"$run"
+    log "GET $path: $n client(s)$( ((rate > 0)) && echo " at $rate req/s each"), ${WARMUP} s warm-up + ${SECS} s"
     c0=$(cpu_ticks "$DAEMON_PID")
     t0=$EPOCHREALTIME
     out=$("$BENCH" requests --socket "$SOCK" --clients "$n" --seconds "$SECS" \
-        --warmup "$WARMUP" --path /steps) || {
+        --warmup "$WARMUP" --path "$path" --rate "$rate") || {
         [[ -n ${out:-} ]] && log "tern-bench: $out"
         sleep 0.3 # let a dying daemon become a zombie before looking
         alive "the $n-client request run"
-        die "GET /steps with $n clients had errors (see above)"
+        die "GET $path with $n clients had errors (see above)"
     }
     alive "the $n-client request run"
     # Daemon CPU over the whole run, warm-up included: 100% is one core, the daemon's limit.
-    DCPU[$n]=$(calc "100 * ($(cpu_ticks "$DAEMON_PID") - $c0) / $CLK_TCK / ($EPOCHREALTIME - $t0)" %.0f)
-    RPS[$n]=$(field "$out" rps)
-    P50[$n]=$(field "$out" p50_us)
-    P99[$n]=$(field "$out" p99_us)
-    PMAX[$n]=$(field "$out" max_us)
-    log "  $(group "${RPS[$n]}") req/s, p50 ${P50[$n]} us, p99 ${P99[$n]} us," \
-        "max ${PMAX[$n]} us; daemon CPU ${DCPU[$n]}%"
+    DCPU[$run]=$(calc "100 * ($(cpu_ticks "$DAEMON_PID") - $c0) / $CLK_TCK / ($EPOCHREALTIME - $t0)" %.0f)
+    RPS[$run]=$(field "$out" rps)
+    P50[$run]=$(field "$out" p50_us)
+    P99[$run]=$(field "$out" p99_us)
+    PMAX[$run]=$(field "$out" max_us)
+    log "  $(group "${RPS[$run]}") req/s, p50 ${P50[$run]} us, p99 ${P99[$run]} us," \
+        "max ${PMAX[$run]} us; daemon CPU ${DCPU[$run]}%"
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +288,7 @@ TABLE=$(
     cat <<EOF
 ## Tern benchmark
 
-$(date -u +%Y-%m-%dT%H:%M:%SZ), tern $REV$DIRTY, $(nproc) CPU ($CPU), Linux $(uname -r), storage on $FSTYPE; run took ${ELAPSED} s.
+$(date -u +%Y-%m-%dT%H:%M:%SZ), tern $REV$DIRTY, $(nproc) CPU ($CPU), Linux $(uname -r), storage on $FSTYPE; run took ${ELAPSED} s; load average $(cut -d' ' -f1-3 /proc/loadavg).
 
 | Metric | Value |
 |---|---|
@@ -285,12 +297,11 @@ $(date -u +%Y-%m-%dT%H:%M:%SZ), tern $REV$DIRTY, $(nproc) CPU ($CPU), Linux $(un
 | Idle RssAnon | $(group "$IDLE_ANON") kB |
 | Idle RssFile | $(group "$IDLE_FILE") kB |
 EOF
-    for n in $CLIENTS; do
-        printf '| GET /steps, %s client%s: req/s | %s |\n' "$n" "$([[ $n == 1 ]] || echo s)" "$(group "${RPS[$n]}")"
-        printf '| GET /steps, %s client%s: p50 / p99 latency | %s / %s µs (max %s µs) |\n' \
-            "$n" "$([[ $n == 1 ]] || echo s)" "${P50[$n]}" "${P99[$n]}" "${PMAX[$n]}"
-        printf '| GET /steps, %s client%s: daemon CPU | %s%% of one core |\n' \
-            "$n" "$([[ $n == 1 ]] || echo s)" "${DCPU[$n]}"
+    for run in "${RUNS[@]}"; do
+        IFS=: read -r path n rate <<<"$run"
+        what="GET $path, $n client$([[ $n == 1 ]] || echo s)$( ((rate > 0)) && echo " paced at $rate req/s each")"
+        printf '| %s: req/s, p50 / p99 (max) latency, daemon CPU | %s req/s, %s / %s µs (max %s µs), %s%% of one core |\n' \
+            "$what" "$(group "${RPS[$run]}")" "${P50[$run]}" "${P99[$run]}" "${PMAX[$run]}" "${DCPU[$run]}"
     done
     cat <<EOF
 | Ingest ${INGEST_MIB} MiB: tern PUT /objects (hash + write + fsync) | ${PUT_MBS} MB/s (${PUT_S} s; daemon CPU ${PUT_CPU} s = ${PUT_CPU_PCT}%) |

@@ -6,6 +6,7 @@ mod running;
 mod starting;
 mod stopping;
 mod table;
+mod term_reach;
 
 use super::*;
 use crate::spec::{BackoffPolicy, RecoveryPolicy};
