@@ -326,7 +326,10 @@ pub fn read_reply_framed(s: &mut UnixStream, carry: &mut Vec<u8>, to_head: bool)
         {
             break found;
         }
-        let n = s.read(&mut chunk).expect("read response head");
+        let n = match s.read(&mut chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.expect("read response head"),
+        };
         assert!(
             n > 0,
             "connection closed before a response head; got {:?}",
@@ -348,7 +351,10 @@ pub fn read_reply_framed(s: &mut UnixStream, carry: &mut Vec<u8>, to_head: bool)
             break;
         }
         if step.consumed == 0 {
-            let n = s.read(&mut chunk).expect("read response body");
+            let n = match s.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => r.expect("read response body"),
+            };
             if n == 0 {
                 decoder.finish_at_eof().expect("body complete at EOF");
                 break;
