@@ -99,6 +99,11 @@ fn idle_hour_against_pantavisors_schedule() {
     // Pantavisor (research §7, measured): 720 steps + 720 user-meta + 360 device-meta
     // requests an idle hour, each on its own connection and TLS 1.2 handshake, ≈ 7 MB.
     let (pv_req, pv_hs, pv_bytes) = (1800u64, 1800u64, 7_080_000u64);
+    println!(
+        "daemon with a live hub connection: VmRSS {} kB, RssAnon {} kB",
+        dev.d.status_kb("VmRSS:"),
+        dev.d.status_kb("RssAnon:")
+    );
     println!("hub idle hour ({window} s window, intervals 5/5/10 s):");
     println!("| per idle hour | Tern | Pantavisor | ratio |");
     println!("|---|---|---|---|");

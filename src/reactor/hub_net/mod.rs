@@ -183,7 +183,9 @@ pub struct Transport {
     tls: Arc<ClientConfig>,
     token_base: usize,
     api: ApiLane,
-    blobs: Vec<Option<BlobJob>>,
+    /// One slot per blob token; boxed, so the idle table costs a pointer per slot (a TLS
+    /// connection inline would make it 1.6 MB).
+    blobs: Vec<Option<Box<BlobJob>>>,
     next_slot: usize,
     /// Completions decided outside `ready`/`expire` (e.g. a bad URL), delivered at the next.
     early: Vec<Completion>,
@@ -249,7 +251,7 @@ impl Transport {
         let token = Token(self.token_base + 1 + slot);
         let dial = self.dial();
         match BlobJob::start(registry, token, &dial, &self.cfg, now, id, blob) {
-            Ok(fetch::Started::Running(job)) => self.blobs[slot] = Some(*job),
+            Ok(fetch::Started::Running(job)) => self.blobs[slot] = Some(job),
             Ok(fetch::Started::Finished(done)) => self.early.push(Completion::BlobDone {
                 id,
                 result: Ok(done),
