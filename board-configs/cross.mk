@@ -5,7 +5,7 @@
 #   make cross-armv7    armv7-unknown-linux-musleabihf   nightly -Zbuild-std (no rust-std on the mirror)
 #   make cross-mipsel   mipsel-unknown-linux-musl        nightly -Zbuild-std (tier 3), soft float
 #   make cross-all      the four above, one after the other
-#   make size           file size per target; fails past the budgets below
+#   make size           file size per target, with and without `hub`; fails past the budgets
 #   make bloat          cargo bloat --crates on x86_64 musl (unstripped copy)
 #   make rss            idle VmRSS/RssAnon/RssFile: static x86_64 vs the glibc build
 #   make cross-test TARGET=armv7|aarch64|mipsel
@@ -26,9 +26,17 @@ CROSS_ENSURE  := sh $(CROSS_BUILD)/ensure.sh
 # RUSTFLAGS would replace every [target.X].rustflags given below (cargo's rule): drop it.
 CROSS_CARGO   := env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_TARGET $(CROSS_NICE) $(CARGO)
 
-# Size budgets in bytes (stripped file size).
-SIZE_MAX_X86_64 ?= 1000000
-SIZE_MAX_ARMV7  ?= 600000
+# Size budgets in bytes (stripped file size): the default build (with the `hub` feature:
+# rustls + ring) and a board build without it (`NOHUB=1`, i.e. --no-default-features).
+SIZE_MAX_X86_64       ?= 1800000
+SIZE_MAX_ARMV7        ?= 850000
+SIZE_MAX_X86_64_NOHUB ?= 1000000
+SIZE_MAX_ARMV7_NOHUB  ?= 600000
+
+# `make static NOHUB=1` (and cross-*): no hub client, no TLS. The binary is also copied to
+# tern-nohub next to tern, so `make size` can show both builds.
+CROSS_FEATURES = $(if $(NOHUB),--no-default-features)
+NOHUB_COPY     = $(if $(NOHUB),cp $(1) $(1)-nohub)
 
 T_X86_64  := x86_64-unknown-linux-musl
 T_AARCH64 := aarch64-unknown-linux-musl
@@ -61,6 +69,49 @@ CARGO_MIPSEL  = --config 'target.$(T_MIPSEL).linker="mipsel-linux-gnu-gcc"' \
                 --config 'target.$(T_MIPSEL).runner="qemu-mipsel-static"' \
                 --config 'target.$(T_MIPSEL).rustflags=["-C","target-feature=+crt-static","-C","link-arg=-Wl,-z,norelro","-L","native=$(CROSS_SYSROOT)/$(T_MIPSEL)"]'
 
+# ring (rustls' crypto provider) compiles C and assembly through the cc crate, which needs the
+# target's C compiler and archiver by name. They go to build scripts as cargo [env] settings;
+# a CC_<triple> already in the environment wins. x86_64: musl-gcc (musl-tools), whose musl
+# headers ring's intrinsics need. The Debian cross gcc have no target libc headers (those are
+# the recommended libc6-dev-*-cross, glibc's): ring's C is built freestanding there, as ring
+# itself does with clang for musl targets (-nostdlibinc): gcc's own stdint.h/stddef.h, and
+# RING_CORE_NOSTDLIBINC for its memcpy/memset. -mthumb keeps ring's C in Thumb-2 like the Rust
+# code; -msoft-float matches the soft-float Rust target and musl (Debian's mipsel gcc defaults
+# to hard float, and the linker would then mark the whole binary hard-float).
+RING_FREESTANDING := -ffreestanding -DRING_CORE_NOSTDLIBINC=1
+CC_X86_64  = --config 'env.CC_x86_64_unknown_linux_musl="musl-gcc"' \
+             --config 'env.AR_x86_64_unknown_linux_musl="ar"'
+CC_AARCH64 = --config 'env.CC_aarch64_unknown_linux_musl="aarch64-linux-gnu-gcc"' \
+             --config 'env.AR_aarch64_unknown_linux_musl="aarch64-linux-gnu-ar"' \
+             --config 'env.CFLAGS_aarch64_unknown_linux_musl="$(RING_FREESTANDING)"'
+CC_ARMV7   = --config 'env.CC_armv7_unknown_linux_musleabihf="arm-linux-gnueabihf-gcc"' \
+             --config 'env.AR_armv7_unknown_linux_musleabihf="arm-linux-gnueabihf-ar"' \
+             --config 'env.CFLAGS_armv7_unknown_linux_musleabihf="-mthumb $(RING_FREESTANDING)"'
+CC_MIPSEL  = --config 'env.CC_mipsel_unknown_linux_musl="mipsel-linux-gnu-gcc"' \
+             --config 'env.AR_mipsel_unknown_linux_musl="mipsel-linux-gnu-ar"' \
+             --config 'env.CFLAGS_mipsel_unknown_linux_musl="-msoft-float $(RING_FREESTANDING)"'
+CARGO_X86_64  += $(CC_X86_64)
+CARGO_AARCH64 += $(CC_AARCH64)
+CARGO_ARMV7   += $(CC_ARMV7)
+CARGO_MIPSEL  += $(CC_MIPSEL)
+
+# Release builds only: no unwind tables (-C force-unwind-tables=no for Rust, std included;
+# -fno-*unwind-tables for ring's C). With panic=abort and std's backtrace feature dropped
+# nothing reads them: a panic still prints its message, then aborts. They were .eh_frame +
+# .eh_frame_hdr, 237 KB of the x86_64 binary. Test builds unwind (should_panic) and keep them.
+# Arrays given with --config are appended to the ones above.
+NO_UNWIND     = --config 'target.$(1).rustflags=["-C","force-unwind-tables=no"]' \
+                --config 'env.CFLAGS_$(subst -,_,$(1))="$(2) -fno-asynchronous-unwind-tables -fno-unwind-tables"'
+REL_X86_64    = $(call NO_UNWIND,$(T_X86_64))
+REL_AARCH64   = $(call NO_UNWIND,$(T_AARCH64),$(RING_FREESTANDING))
+# armv7 alone, the one target at its budget: no file:line:column in panic messages
+# (-Zlocation-detail=none, about 37 KB of location strings and the code that passes them).
+# A panic still prints its message; the x86_64 build of the same source gives the location.
+# Measured and not taken: -C llvm-args=-enable-machine-outliner=always, -16 KB.
+REL_ARMV7     = $(call NO_UNWIND,$(T_ARMV7),-mthumb $(RING_FREESTANDING)) \
+                --config 'target.$(T_ARMV7).rustflags=["-Zlocation-detail=none"]'
+REL_MIPSEL    = $(call NO_UNWIND,$(T_MIPSEL),-msoft-float $(RING_FREESTANDING))
+
 BIN_X86_64  := $(CROSS_OUT)/$(T_X86_64)/release/tern
 BIN_AARCH64 := $(CROSS_OUT)/$(T_AARCH64)/release/tern
 BIN_ARMV7   := $(CROSS_OUT)/$(T_ARMV7)/release/tern
@@ -75,7 +126,7 @@ CHECK_ELF := sh $(CROSS_BUILD)/check-elf.sh
 # ---- what each target needs -------------------------------------------------------------
 
 cross-deps-x86_64:
-	@$(CROSS_ENSURE) apt cc=gcc
+	@$(CROSS_ENSURE) apt cc=gcc musl-gcc=musl-tools
 	@$(CROSS_ENSURE) rust-src $(CROSS_NIGHTLY)
 	@$(CROSS_ENSURE) target $(CROSS_NIGHTLY) $(T_X86_64)
 
@@ -108,22 +159,26 @@ $(CROSS_SYSROOT)/$(T_MIPSEL)/.done: $(CROSS_BUILD)/cross-sysroot.sh $(CROSS_BUIL
 # ---- release builds ---------------------------------------------------------------------
 
 # std rebuilt for size (no backtrace symbolizer: about 280 KB) keeps the binary under its
-# 1.0 MB budget; panic messages stay.
+# budgets (1.8 MB with hub, 1.0 MB without); panic messages stay.
 static: cross-deps-x86_64
-	$(CROSS_CARGO) +$(CROSS_NIGHTLY) build --release --bin tern --target $(T_X86_64) $(BUILD_STD_RELEASE) $(CARGO_X86_64)
+	$(CROSS_CARGO) +$(CROSS_NIGHTLY) build --release --bin tern --target $(T_X86_64) $(BUILD_STD_RELEASE) $(CARGO_X86_64) $(REL_X86_64) $(CROSS_FEATURES)
 	@$(CHECK_ELF) $(BIN_X86_64) x86_64
+	@$(call NOHUB_COPY,$(BIN_X86_64))
 
 cross-aarch64: cross-deps-aarch64
-	$(CROSS_CARGO) build --release --bin tern --target $(T_AARCH64) $(CARGO_AARCH64)
+	$(CROSS_CARGO) build --release --bin tern --target $(T_AARCH64) $(CARGO_AARCH64) $(REL_AARCH64) $(CROSS_FEATURES)
 	@$(CHECK_ELF) $(BIN_AARCH64) aarch64
+	@$(call NOHUB_COPY,$(BIN_AARCH64))
 
 cross-armv7: cross-deps-armv7
-	$(CROSS_CARGO) +$(CROSS_NIGHTLY) build --release --bin tern --target $(T_ARMV7) $(BUILD_STD_RELEASE) $(CARGO_ARMV7)
+	$(CROSS_CARGO) +$(CROSS_NIGHTLY) build --release --bin tern --target $(T_ARMV7) $(BUILD_STD_RELEASE) $(CARGO_ARMV7) $(REL_ARMV7) $(CROSS_FEATURES)
 	@$(CHECK_ELF) $(BIN_ARMV7) armv7
+	@$(call NOHUB_COPY,$(BIN_ARMV7))
 
 cross-mipsel: cross-deps-mipsel
-	$(CROSS_CARGO) +$(CROSS_NIGHTLY) build --release --bin tern --target $(T_MIPSEL) $(BUILD_STD_RELEASE) $(CARGO_MIPSEL)
+	$(CROSS_CARGO) +$(CROSS_NIGHTLY) build --release --bin tern --target $(T_MIPSEL) $(BUILD_STD_RELEASE) $(CARGO_MIPSEL) $(REL_MIPSEL) $(CROSS_FEATURES)
 	@$(CHECK_ELF) $(BIN_MIPSEL) mipsel
+	@$(call NOHUB_COPY,$(BIN_MIPSEL))
 
 # One after the other (never -j): each build already uses both cores.
 cross-all:
@@ -131,13 +186,20 @@ cross-all:
 
 # ---- size -------------------------------------------------------------------------------
 
+# Both builds of each target: first without the hub (kept as tern-nohub), then the default.
+# Switching back and forth costs a relink: cargo keeps both feature sets' artifacts.
 size:
-	@$(MAKE) --no-print-directory -j1 static cross-aarch64 cross-armv7 cross-mipsel >/dev/null
+	@$(MAKE) --no-print-directory -j1 static cross-aarch64 cross-armv7 cross-mipsel NOHUB=1 >/dev/null
+	@$(MAKE) --no-print-directory -j1 static cross-aarch64 cross-armv7 cross-mipsel NOHUB= >/dev/null
 	@sh $(CROSS_BUILD)/size.sh \
 	    "x86_64-musl $(BIN_X86_64) $(SIZE_MAX_X86_64)" \
 	    "aarch64 $(BIN_AARCH64) -" \
 	    "armv7 $(BIN_ARMV7) $(SIZE_MAX_ARMV7)" \
-	    "mipsel $(BIN_MIPSEL) -"
+	    "mipsel $(BIN_MIPSEL) -" \
+	    "x86_64-nohub $(BIN_X86_64)-nohub $(SIZE_MAX_X86_64_NOHUB)" \
+	    "aarch64-nohub $(BIN_AARCH64)-nohub -" \
+	    "armv7-nohub $(BIN_ARMV7)-nohub $(SIZE_MAX_ARMV7_NOHUB)" \
+	    "mipsel-nohub $(BIN_MIPSEL)-nohub -"
 
 # An unstripped copy in its own target dir, so the shipped binary is not rebuilt.
 bloat: cross-deps-x86_64

@@ -3,12 +3,12 @@
 # than its MAX bytes ("-" for no budget) or missing.
 set -eu
 status=0
-printf '%-12s %10s %10s  %s\n' target bytes budget file
+printf '%-14s %10s %10s  %s\n' target bytes budget file
 for spec in "$@"; do
     set -- $spec
     name=$1 file=$2 max=$3
     if [ ! -f "$file" ]; then
-        printf '%-12s %10s %10s  %s\n' "$name" missing "$max" "$file"
+        printf '%-14s %10s %10s  %s\n' "$name" missing "$max" "$file"
         status=1
         continue
     fi
@@ -18,6 +18,6 @@ for spec in "$@"; do
         verdict="  OVER BUDGET by $((size - max)) bytes"
         status=1
     fi
-    printf '%-12s %10s %10s  %s%s\n' "$name" "$size" "$max" "$file" "$verdict"
+    printf '%-14s %10s %10s  %s%s\n' "$name" "$size" "$max" "$file" "$verdict"
 done
 exit $status
