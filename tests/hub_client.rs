@@ -586,11 +586,30 @@ fn v1_update_polls_at_once_and_v1_device_follows_the_download() {
     let port = free_port();
     let addr = format!("TERN_V1_ADDRESS=127.0.0.1:{port}");
     // A steps poll once a minute: only POST /v1/update can make the step start soon.
-    let s = claimed(
+    let (hub, dev, dir) = boot(
+        real_hub(),
         &[Spec::new("hc12-app", "exec sleep 4201", app())],
         &[&addr, "PH_UPDATER_INTERVAL=60"],
     );
-    let key = fs::read_to_string(s.dev.d.storage.join("cache/v1-api-key")).unwrap();
+    let id = hub.wait_for_device(secs(20)).expect("the device registers");
+    let key = fs::read_to_string(dev.d.storage.join("cache/v1-api-key")).unwrap();
+    assert!(hub.claim(&id));
+    // The claim check waits for its minute too: /v1/update asks the hub now.
+    assert_eq!(v1(port, &key, "POST", "/v1/update", "{}").0, 202);
+    assert!(
+        hub.wait_until(secs(20), |h| h.trail(&id).is_some()),
+        "{}",
+        dev.d.log_text()
+    );
+    assert!(common::wait_for(secs(20), || {
+        device_meta(&dev)["pantahub.state"] == "idle"
+    }));
+    let s = Setup {
+        hub,
+        dev,
+        id,
+        _dir: dir,
+    };
     let (_, before) = v1(port, &key, "GET", "/v1/device", "");
     let before: Value = serde_json::from_str(&before).unwrap();
     assert_eq!(before["update_pending"], false);
