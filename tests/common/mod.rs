@@ -308,8 +308,14 @@ pub fn send_request(s: &mut UnixStream, method: &str, path: &str, body: &[u8]) {
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    s.write_all(head.as_bytes()).expect("write head");
-    s.write_all(body).expect("write body");
+    // A daemon that refuses the connection (503 when full) may answer and close before the
+    // request is written: the answer is still there to read.
+    for part in [head.as_bytes(), body] {
+        match s.write_all(part) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return,
+            r => r.expect("write request"),
+        }
+    }
 }
 
 /// Read exactly one response from `s` (bytes after it stay unread in `carry`).
