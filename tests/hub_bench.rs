@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,13 +21,8 @@ fn secs(n: u64) -> Duration {
 }
 
 fn boot(hub: &TestHub, dir: &TempDir, containers: &[Spec], intervals: [u64; 3]) -> Device {
-    let hosts = dir.path().join("hosts");
-    fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
-    let sets = [
-        format!("PH_CREDS_HOST={}", hub.host()),
-        format!("PH_CREDS_PORT={}", hub.port()),
-        format!("PV_LIBTHTTP_CERTSDIR={}", hub.certs_dir().display()),
-        format!("TERN_HUB_HOSTS={}", hosts.display()),
+    let mut sets = hub.device_sets(dir.path());
+    sets.extend([
         format!("PH_UPDATER_INTERVAL={}", intervals[0]),
         format!("PH_METADATA_USRMETA_INTERVAL={}", intervals[1]),
         format!("PH_METADATA_DEVMETA_INTERVAL={}", intervals[2]),
@@ -36,9 +30,8 @@ fn boot(hub: &TestHub, dir: &TempDir, containers: &[Spec], intervals: [u64; 3]) 
         "PV_UPDATER_COMMIT_DELAY=1".into(),
         "TERN_STOP_GRACE=1".into(),
         "PV_DEBUG_SHELL=0".into(),
-        "TERN_HUB=on".into(),
         "PV_LOG_LEVEL=3".into(),
-    ];
+    ]);
     let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
     Device::boot_with_opts(containers, &sets, &json!({}), Opts::default())
 }

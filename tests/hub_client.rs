@@ -26,31 +26,24 @@ fn real_hub() -> TestHub {
     })
 }
 
-/// A hosts file that names the hub, so the test does not depend on the machine's.
-fn hosts_file(dir: &TempDir) -> String {
-    let p = dir.path().join("hosts");
-    fs::write(&p, "127.0.0.1 localhost\n").unwrap();
-    p.display().to_string()
-}
-
 /// The settings of a device that talks to `hub`, with intervals short enough for tests.
 fn hub_sets(hub: &TestHub, dir: &TempDir) -> Vec<String> {
-    vec![
-        format!("PH_CREDS_HOST={}", hub.host()),
-        format!("PH_CREDS_PORT={}", hub.port()),
-        format!("PV_LIBTHTTP_CERTSDIR={}", hub.certs_dir().display()),
-        format!("TERN_HUB_HOSTS={}", hosts_file(dir)),
-        "PH_UPDATER_INTERVAL=1".into(),
-        "PH_METADATA_USRMETA_INTERVAL=1".into(),
-        "PH_METADATA_DEVMETA_INTERVAL=1".into(),
-        "PH_UPDATER_NETWORK_TIMEOUT=5".into(),
-        "TERN_HUB_REQUEST_TIMEOUT=3".into(),
-        "TERN_DEV_REBOOT=reexec".into(),
-        "PV_UPDATER_COMMIT_DELAY=1".into(),
-        "TERN_STOP_GRACE=1".into(),
-        "PV_DEBUG_SHELL=0".into(),
-        "TERN_HUB=on".into(),
-    ]
+    let mut sets = hub.device_sets(dir.path());
+    sets.extend(
+        [
+            "PH_UPDATER_INTERVAL=1",
+            "PH_METADATA_USRMETA_INTERVAL=1",
+            "PH_METADATA_DEVMETA_INTERVAL=1",
+            "PH_UPDATER_NETWORK_TIMEOUT=5",
+            "TERN_HUB_REQUEST_TIMEOUT=3",
+            "TERN_DEV_REBOOT=reexec",
+            "PV_UPDATER_COMMIT_DELAY=1",
+            "TERN_STOP_GRACE=1",
+            "PV_DEBUG_SHELL=0",
+        ]
+        .map(String::from),
+    );
+    sets
 }
 
 struct Setup {
@@ -559,14 +552,6 @@ fn the_hub_certificate_and_name_are_verified_unless_insecure_is_asked_for() {
     assert!(dev.d.log_text().contains("WITHOUT verifying"));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `curl` against the v1 API: (status, body).
 fn v1(port: u16, key: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let out = std::process::Command::new("curl")
@@ -583,7 +568,7 @@ fn v1(port: u16, key: &str, method: &str, path: &str, body: &str) -> (u16, Strin
 #[test]
 fn v1_update_polls_at_once_and_v1_device_follows_the_download() {
     require_containers!("hub v1 update");
-    let port = free_port();
+    let port = common::free_port();
     let addr = format!("TERN_V1_ADDRESS=127.0.0.1:{port}");
     // A steps poll once a minute: only POST /v1/update can make the step start soon.
     let (hub, dev, dir) = boot(

@@ -42,13 +42,8 @@ impl Rig {
             ..HubOpts::default()
         });
         let dir = TempDir::new("hubcrash");
-        let hosts = dir.path().join("hosts");
-        fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
-        let sets = [
-            format!("PH_CREDS_HOST={}", hub.host()),
-            format!("PH_CREDS_PORT={}", hub.port()),
-            format!("PV_LIBTHTTP_CERTSDIR={}", hub.certs_dir().display()),
-            format!("TERN_HUB_HOSTS={}", hosts.display()),
+        let mut sets = hub.device_sets(dir.path());
+        sets.extend([
             "PH_UPDATER_INTERVAL=1".into(),
             "PH_METADATA_USRMETA_INTERVAL=5".into(),
             "PH_METADATA_DEVMETA_INTERVAL=5".into(),
@@ -58,8 +53,7 @@ impl Rig {
             "PV_UPDATER_COMMIT_DELAY=1".into(),
             "TERN_STOP_GRACE=1".into(),
             "PV_DEBUG_SHELL=0".into(),
-            "TERN_HUB=on".into(),
-        ];
+        ]);
         let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
         let dev = Device::boot_with_opts(
             &[Spec::new("hx-app", "exec sleep 6000", json!({}))],

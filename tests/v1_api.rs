@@ -20,13 +20,6 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `curl -s -w '\n%{http_code}' ARGS…` (or a whole command line through `sh -c`, with the
 /// documented variables set): `(status, body)`.
@@ -66,7 +59,7 @@ fn key_of(storage: &std::path::Path) -> String {
 /// A device running one app container. Names differ per test: tests run side by side and a
 /// container's cgroup is named after it.
 fn boot(app: &str) -> (Device, u16) {
-    let port = free_port();
+    let port = common::free_port();
     let addr = format!("TERN_V1_ADDRESS=127.0.0.1:{port}");
     let dev = Device::boot(
         &[Spec::new(
@@ -338,7 +331,7 @@ fn keys_errors_and_update_locks() {
 
 #[test]
 fn healthy_turns_500_when_a_heuristic_fails_and_back() {
-    let port = free_port();
+    let port = common::free_port();
     let dir = common::TempDir::new("v1health");
     let conf = dir.path().join("tern.conf");
     fs::write(&conf, "").unwrap();

@@ -45,6 +45,15 @@ impl Drop for TempDir {
     }
 }
 
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
 pub fn tern_bin() -> &'static str {
     env!("CARGO_BIN_EXE_tern")
 }

@@ -128,6 +128,20 @@ fn server_config(certs: &Certs, tls12_only: bool) -> Arc<ServerConfig> {
 }
 
 impl TestHub {
+    /// The `--set`s that point a Tern daemon at this hub and turn its client on: the hub's
+    /// address, its CA as the only trusted one, and a hosts file in `dir` that names it.
+    pub fn device_sets(&self, dir: &Path) -> Vec<String> {
+        let hosts = dir.join("hosts");
+        std::fs::write(&hosts, "127.0.0.1 localhost\n").expect("hosts file");
+        vec![
+            format!("PH_CREDS_HOST={}", self.host()),
+            format!("PH_CREDS_PORT={}", self.port()),
+            format!("PV_LIBTHTTP_CERTSDIR={}", self.certs_dir().display()),
+            format!("TERN_HUB_HOSTS={}", hosts.display()),
+            "TERN_HUB=on".into(),
+        ]
+    }
+
     pub fn start() -> TestHub {
         TestHub::start_with(HubOpts::default())
     }
