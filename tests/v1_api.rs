@@ -13,19 +13,11 @@ use std::time::Duration;
 
 use common::device::Device;
 use common::rootfs::Spec;
-use common::{Daemon, Opts, wait_for};
+use common::{Daemon, Opts, free_port, wait_for};
 use serde_json::{Value, json};
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `curl -s -w '\n%{http_code}' ARGS…` (or a whole command line through `sh -c`, with the

@@ -560,3 +560,12 @@ pub fn daemon_closed(s: &mut UnixStream) -> bool {
         ),
     }
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a daemon's v1 listener).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
