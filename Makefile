@@ -26,6 +26,7 @@ test:
 bench:
 	bash tests/bench/run.sh
 	bash tests/bench/containers.sh
+	bash tests/bench/hostile.sh
 
 fuzz-smoke:
 	bash fuzz/smoke.sh 60
