@@ -16,6 +16,7 @@ mod route;
 pub mod selector;
 mod sink;
 mod steps;
+pub mod tcp_peer;
 pub mod v1;
 
 pub use caller::{Owner, identify, owner_from_cgroup};

@@ -84,9 +84,10 @@ pub struct Caps {
     pub per_caller: usize,
     /// Request heads one caller may have arriving at once.
     pub heads_per_caller: usize,
-    /// A caller at its cap closes its own oldest idle or slow connection rather than being
-    /// refused (v1 by address: every local client shares 127.0.0.1, so refusing the address
-    /// would refuse the well-behaved clients behind it too).
+    /// A caller known only by its address, at its cap, closes its own oldest idle or slow
+    /// connection rather than being refused: clients behind one address (a NAT, a host whose
+    /// sockets the kernel would not attribute) cannot be told apart, so refusing the address
+    /// would refuse the well-behaved ones too.
     pub replace_own: bool,
 }
 
@@ -130,7 +131,11 @@ pub fn decide(open: &[Entry<'_>], caps: &Caps, newcomer: &Who, now: Instant) -> 
             .iter()
             .filter_map(|e| match e.phase {
                 Phase::Idle(t) => Some((0, t, e.slot)),
-                Phase::Head(t) if caps.replace_own => Some((1, t, e.slot)),
+                Phase::Head(t)
+                    if caps.replace_own && matches!(newcomer.key, CallerKey::Addr(_)) =>
+                {
+                    Some((1, t, e.slot))
+                }
                 _ => None,
             })
             .min();

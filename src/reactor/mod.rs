@@ -251,9 +251,12 @@ impl Reactor {
                 v1: true,
                 ..Caller::default()
             };
-            // Counted by address until the connection shows the key.
+            // Counted by the peer's uid when it is on this host, else by address, until the
+            // connection shows the key.
+            let local = stream.local_addr().ok();
+            let uid = local.and_then(|l| crate::api::tcp_peer::peer_uid(peer, l));
             let who = Who {
-                key: CallerKey::Addr(peer.ip()),
+                key: uid.map_or(CallerKey::Addr(peer.ip()), CallerKey::Uid),
                 privileged: false,
             };
             self.admit(stream::Stream::Tcp(stream), caller, who, now);
