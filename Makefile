@@ -27,6 +27,7 @@ bench:
 	bash tests/bench/run.sh
 	bash tests/bench/containers.sh
 	bash tests/bench/hostile.sh
+	bash tests/bench/soak.sh
 
 fuzz-smoke:
 	bash fuzz/smoke.sh 60

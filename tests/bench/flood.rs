@@ -263,9 +263,9 @@ fn cmd_flood(o: &Opts) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 // mgmt
 
-/// Read one response; Ok(status, close) — the body is read and dropped.
-fn read_response(c: &mut Conn, buf: &mut Vec<u8>) -> Result<(u16, bool), String> {
-    buf.clear();
+/// Read one response; Ok(status, close). `buf` carries what was read past it (pipelining)
+/// into the next call; the body is dropped.
+fn read_response(c: &mut Conn, buf: &mut Vec<u8>) -> Result<(u16, bool, Vec<u8>), String> {
     let mut chunk = [0u8; 16384];
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -300,7 +300,9 @@ fn read_response(c: &mut Conn, buf: &mut Vec<u8>) -> Result<(u16, bool), String>
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    Ok((status, close))
+    let body = buf[head_end + 4..head_end + 4 + len].to_vec();
+    buf.drain(..head_end + 4 + len);
+    Ok((status, close, body))
 }
 
 fn pick(sorted: &[u64], q: f64) -> u64 {
@@ -348,18 +350,19 @@ fn cmd_mgmt(o: &Opts) -> Result<(), String> {
             }
         }
         let Some(c) = conn.as_mut() else { continue };
+        buf.clear();
         let result = c
             .write_all(&req)
             .map_err(|e| format!("write: {e}"))
             .and_then(|()| read_response(c, &mut buf));
         match result {
-            Ok((200, close)) => {
+            Ok((200, close, _)) => {
                 lat.push(t0.elapsed().as_micros() as u64);
                 if close || fresh {
                     conn = None;
                 }
             }
-            Ok((status, _)) => {
+            Ok((status, _, _)) => {
                 refused += 1;
                 if messages.len() < 8 {
                     messages.push(format!("status {status}"));
@@ -456,7 +459,11 @@ fn soak_request(i: u64) -> String {
             "PUT /user-meta/soak-{key} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\n\r\nv{:07}",
             i % 10_000_000
         ),
-        3 => format!("DELETE /user-meta/soak-{key} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        // The key the request before wrote.
+        3 => format!(
+            "DELETE /user-meta/soak-{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            (i - 1) % 64
+        ),
         _ => "GET /objects HTTP/1.1\r\nHost: localhost\r\n\r\n".to_string(),
     }
 }
@@ -481,8 +488,10 @@ fn restarter(
             continue;
         };
         let _ = c.set_timeout(Duration::from_secs(10));
+        buf.clear();
+        buf.clear();
         let ok = c.write_all(req.as_bytes()).is_ok()
-            && matches!(read_response(&mut c, &mut buf), Ok((200, _)));
+            && matches!(read_response(&mut c, &mut buf), Ok((200, _, _)));
         if !ok {
             thread::sleep(Duration::from_millis(5));
             continue;
@@ -495,11 +504,13 @@ fn restarter(
                 continue;
             };
             let _ = c.set_timeout(Duration::from_secs(10));
-            if c.write_all(b"GET /containers HTTP/1.1\r\nHost: localhost\r\n\r\n")
-                .is_ok()
-                && read_response(&mut c, &mut buf).is_ok()
-            {
-                let text = String::from_utf8_lossy(&buf);
+            buf.clear();
+            let answer = c
+                .write_all(b"GET /containers HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .map_err(|e| e.to_string())
+                .and_then(|()| read_response(&mut c, &mut buf));
+            if let Ok((_, _, body)) = answer {
+                let text = String::from_utf8_lossy(&body);
                 let me = text.find(&format!("\"name\":\"{name}\""));
                 if let Some(at) = me
                     && let Some(st) = text[at..].find("\"status\":\"")
@@ -553,7 +564,7 @@ fn cmd_soak(o: &Opts) -> Result<(), String> {
             .map_err(|e| format!("write: {e}"))?;
         for _ in 0..batch {
             match read_response(&mut c, &mut buf) {
-                Ok((s, _)) if s < 400 => {}
+                Ok((s, _, _)) if s < 400 => {}
                 Ok(_) | Err(_) => failures += 1,
             }
         }
