@@ -71,7 +71,7 @@ DPID=$!
 "$BENCH" wait --socket "$SOCK" --timeout 30 >/dev/null || die "the daemon did not start"
 "$BENCH" running --socket "$SOCK" --count 1 --timeout 60 >/dev/null ||
     die "the soak container did not start (see $WORK/daemon.log)"
-MODE=$(grep -o '"mode":"[a-z]*"' <<<"$(curl -s --unix-socket "$SOCK" http://localhost/containers 2>/dev/null || true)" | head -1 || true)
+MODE=$(grep -o '(\(isolated\|process\) mode)' "$WORK/daemon.log" | head -1 | tr -d '()' || true)
 sleep 1
 mounts() { grep -c "$WORK" /proc/self/mountinfo || true; }
 loops() { losetup -a 2>/dev/null | grep -c "$WORK" || true; }
