@@ -252,12 +252,12 @@ impl Reactor {
                 ..Caller::default()
             };
             // Counted by the peer's uid when it is on this host, else by address, until the
-            // connection shows the key.
+            // connection shows the key; the host's root is privileged, as on pv-ctrl.
             let local = stream.local_addr().ok();
             let uid = local.and_then(|l| crate::api::tcp_peer::peer_uid(peer, l));
             let who = Who {
                 key: uid.map_or(CallerKey::Addr(peer.ip()), CallerKey::Uid),
-                privileged: false,
+                privileged: uid == Some(0),
             };
             self.admit(stream::Stream::Tcp(stream), caller, who, now);
         }

@@ -50,7 +50,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PORT=$((20000 + RANDOM % 20000))
+# Below the ephemeral range: the flood leaves thousands of its ports in TIME_WAIT.
+PORT=$((20000 + RANDOM % 10000))
 SOCK=$WORK/run/pv-ctrl
 "$TERN" daemon --storage "$WORK/storage" --rundir "$WORK/run" \
     --set "TERN_V1_ADDRESS=127.0.0.1:$PORT" >"$WORK/daemon.log" 2>&1 &
