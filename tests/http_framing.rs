@@ -236,7 +236,8 @@ fn malformed_requests_get_their_4xx_and_the_daemon_keeps_serving() {
             b"PUT /user-meta/k HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
             "HTTP/1.1 400",
         ),
-        ("unknown coding", b"PUT /user-meta/k HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), "HTTP/1.1 501"),
+        ("coding not ending in chunked", b"PUT /user-meta/k HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), "HTTP/1.1 400"),
+        ("unknown coding", b"PUT /user-meta/k HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(), "HTTP/1.1 501"),
         (
             "bad chunk size",
             b"PUT /user-meta/k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n".to_vec(),

@@ -20,7 +20,6 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-
 /// `curl -s -w '\n%{http_code}' ARGS…` (or a whole command line through `sh -c`, with the
 /// documented variables set): `(status, body)`.
 fn curl_sh(cmd: &str, port: u16, key: &str) -> (u16, String) {

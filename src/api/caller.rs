@@ -43,9 +43,7 @@ pub fn owner_from_cgroup(text: &str) -> Owner {
 /// The container `pid` belongs to: its cgroup's, else that of the nearest ancestor that is
 /// a container's init (`init_of` maps a pid to the container it is the init of).
 pub fn identify(pid: i32, init_of: impl Fn(i32) -> Option<String>) -> Owner {
-    if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        && let Owner::Container(name) = owner_from_cgroup(&text)
-    {
+    if let Owner::Container(name) = cgroup_owner(pid) {
         return Owner::Container(name);
     }
     let mut p = pid;
@@ -65,6 +63,15 @@ pub fn identify(pid: i32, init_of: impl Fn(i32) -> Option<String>) -> Owner {
         p = parent;
     }
     Owner::Host
+}
+
+/// The container `pid` belongs to by its cgroup alone (one read; what [`identify`] does when
+/// no container init could be among its ancestors).
+pub fn cgroup_owner(pid: i32) -> Owner {
+    match fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+        Ok(text) => owner_from_cgroup(&text),
+        Err(_) => Owner::Host,
+    }
 }
 
 /// The parent pid in the text of `/proc/<pid>/stat`: the second field after the `)` that

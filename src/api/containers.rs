@@ -37,6 +37,13 @@ pub fn check_mgmt(api: &Api, owner: &Owner) -> Result<(), ApiError> {
     }
 }
 
+impl Api {
+    /// Whether `owner` may call the management endpoints (admission reserves slots for it).
+    pub fn may_manage(&self, owner: &Owner) -> bool {
+        check_mgmt(self, owner).is_ok()
+    }
+}
+
 fn running(api: &Api) -> Result<&Running, ApiError> {
     api.device
         .running

@@ -16,6 +16,7 @@ mod route;
 pub mod selector;
 mod sink;
 mod steps;
+pub mod tcp_peer;
 pub mod v1;
 
 pub use caller::{Owner, identify, owner_from_cgroup};
@@ -133,8 +134,15 @@ impl Api {
 
     /// Who a peer is: the host, or a container of the running revision.
     pub fn identify(&self, pid: i32) -> Owner {
-        let Some(run) = &self.device.running else {
-            return caller::identify(pid, |_| None);
+        // Climbing the ancestry costs a read per parent on every connection: only worth it
+        // while some container init runs (a flood of connections must stay cheap to refuse).
+        let Some(run) = self
+            .device
+            .running
+            .as_ref()
+            .filter(|r| r.supervisor.containers().iter().any(|c| c.pid.is_some()))
+        else {
+            return caller::cgroup_owner(pid);
         };
         caller::identify(pid, |p| {
             run.supervisor

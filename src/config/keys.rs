@@ -183,7 +183,8 @@ mod tests {
 
     #[test]
     fn table_holds_pantavisor_keys_then_tern_keys() {
-        assert_eq!(KEYS.len(), 125);
+        // Pantavisor's 101 keys; Tern's own follow (their number grows with features).
+        assert!(KEYS.len() > 101);
         assert!(
             KEYS[..101]
                 .iter()

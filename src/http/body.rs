@@ -31,6 +31,8 @@ enum Chunk {
         digits: u32,
         line: usize,
         past_digits: bool,
+        /// Inside the extensions (after `;`).
+        in_ext: bool,
         cr: bool,
     },
     /// Inside chunk data.
@@ -61,6 +63,7 @@ const NEW_SIZE_LINE: Chunk = Chunk::Size {
     digits: 0,
     line: 0,
     past_digits: false,
+    in_ext: false,
     cr: false,
 };
 
@@ -174,6 +177,7 @@ impl BodyDecoder {
                 digits,
                 line,
                 past_digits,
+                in_ext,
                 cr,
             } => {
                 *line += 1;
@@ -199,12 +203,20 @@ impl BodyDecoder {
                         };
                     }
                     b'\r' => *cr = true,
-                    _ if *past_digits => {
+                    _ if *in_ext => {
                         if b.is_ascii_control() && b != b'\t' {
                             return Err(HttpError::BadChunk("control byte in chunk extension"));
                         }
                     }
-                    b';' | b' ' | b'\t' => *past_digits = true,
+                    b';' => {
+                        *past_digits = true;
+                        *in_ext = true;
+                    }
+                    b' ' | b'\t' => *past_digits = true,
+                    // Only blanks may stand between the size and `;` (no `5 5`).
+                    _ if *past_digits => {
+                        return Err(HttpError::BadChunk("invalid chunk size"));
+                    }
                     _ => {
                         let d = (b as char)
                             .to_digit(16)
@@ -316,6 +328,8 @@ mod tests {
             b"-1\r\n",
             b"11111111111111111\r\n",
             b"5\rX",
+            b"5 5\r\n",
+            b"5\tx\r\n",
         ] {
             let r = run(BodyFraming::Chunked, wire, 64);
             assert!(

@@ -151,6 +151,10 @@ pub fn parse_request_head(
     let version = Version::from_minor(minor);
     let headers = collect_headers(req.headers);
     let framing = request_framing(&headers)?;
+    // HTTP/1.0 has no chunked coding (RFC 9112 §6.1: treat it as faulty framing).
+    if version == Version::Http10 && framing == BodyFraming::Chunked {
+        return Err(HttpError::BadRequest("Transfer-Encoding in HTTP/1.0"));
+    }
     let connection = header_tokens(&headers, "connection");
     let keep_alive = match version {
         Version::Http11 => !connection.iter().any(|t| t == "close"),
@@ -207,7 +211,7 @@ pub fn parse_response_head(
     } else {
         match transfer_framing(&headers)? {
             Some(f) => f,
-            None => match content_length(&headers)? {
+            None => match content_length(&headers, false)? {
                 Some(n) => BodyFraming::Length(n),
                 None => BodyFraming::UntilClose,
             },
@@ -257,19 +261,28 @@ fn header_tokens(headers: &[(String, Vec<u8>)], name: &str) -> Vec<String> {
 fn transfer_framing(headers: &[(String, Vec<u8>)]) -> Result<Option<BodyFraming>, HttpError> {
     let codings = header_tokens(headers, "transfer-encoding");
     let codings: Vec<&String> = codings.iter().filter(|c| *c != "identity").collect();
+    let chunked = codings.iter().filter(|c| c.as_str() == "chunked").count();
     match codings.as_slice() {
         [] => Ok(None),
         [only] if only.as_str() == "chunked" => Ok(Some(BodyFraming::Chunked)),
+        // RFC 9112 §6.3: a request whose final coding is not chunked (or that applies
+        // chunked twice) has no reliable length: 400 and close.
+        [.., last] if last.as_str() != "chunked" || chunked > 1 => Err(HttpError::BadRequest(
+            "Transfer-Encoding must end in a single chunked",
+        )),
         _ => Err(HttpError::UnsupportedEncoding),
     }
 }
 
-fn content_length(headers: &[(String, Vec<u8>)]) -> Result<Option<u64>, HttpError> {
+/// `strict` (requests): even equal duplicates are refused. Responses may repeat the value.
+fn content_length(headers: &[(String, Vec<u8>)], strict: bool) -> Result<Option<u64>, HttpError> {
     let mut found: Option<u64> = None;
     for (_, value) in headers.iter().filter(|(n, _)| n == "content-length") {
         let n = parse_decimal(value).ok_or(HttpError::BadRequest("invalid Content-Length"))?;
-        if found.is_some_and(|f| f != n) {
-            return Err(HttpError::BadRequest("conflicting Content-Length headers"));
+        // Even equal duplicates are refused in requests: a proxy in front may have read the
+        // other one.
+        if found.is_some_and(|f| strict || f != n) {
+            return Err(HttpError::BadRequest("duplicate Content-Length headers"));
         }
         found = Some(n);
     }
@@ -277,7 +290,7 @@ fn content_length(headers: &[(String, Vec<u8>)]) -> Result<Option<u64>, HttpErro
 }
 
 fn request_framing(headers: &[(String, Vec<u8>)]) -> Result<BodyFraming, HttpError> {
-    let length = content_length(headers)?;
+    let length = content_length(headers, true)?;
     match transfer_framing(headers)? {
         // A message with both is a request-smuggling vector (RFC 9112 §6.1): refuse it.
         Some(_) if length.is_some() => {
@@ -414,9 +427,18 @@ mod tests {
         assert_eq!(e.err().map(|e| e.status()), Some(400));
         let e = parse("PUT / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(e.err().map(|e| e.status()), Some(400));
-        // Repeating the same length is harmless.
-        let h = head("PUT / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n");
-        assert_eq!(h.framing, BodyFraming::Length(2));
+        // Even the same length twice.
+        let e = parse("PUT / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(e.err().map(|e| e.status()), Some(400));
+        // Chunked that is not the final coding, twice, or in HTTP/1.0.
+        for te in ["gzip", "chunked, gzip", "chunked, chunked", "xchunked"] {
+            let e = parse(&format!(
+                "PUT / HTTP/1.1\r\nTransfer-Encoding: {te}\r\n\r\n"
+            ));
+            assert_eq!(e.err().map(|e| e.status()), Some(400), "{te}");
+        }
+        let e = parse("PUT / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(e.err().map(|e| e.status()), Some(400));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
+use super::admission::{CallerKey, Phase, Who};
 use super::stream::Stream;
 
 use crate::api::{Api, Caller, MAX_IGNORED_BODY, Plan, Route, Sink};
@@ -47,7 +48,15 @@ pub struct Timeouts {
     pub idle: Duration,
     /// For a request to make progress (head bytes, body bytes, or the answer being read).
     pub request: Duration,
+    /// For a request head to arrive whole, from its first byte; on the v1 listener also for
+    /// a new connection to present the API key.
+    pub head: Duration,
+    /// Least body bytes per second, averaged over [`BODY_WINDOW`] (0: no minimum).
+    pub body_min_rate: u64,
 }
+
+/// The window over which a body's rate is checked against [`Timeouts::body_min_rate`].
+pub const BODY_WINDOW: Duration = Duration::from_secs(10);
 
 enum ReadState {
     /// Waiting for (more of) a request head.
@@ -72,6 +81,16 @@ struct Receiving {
 pub struct Conn {
     pub stream: Stream,
     pub caller: Caller,
+    /// Whom admission counts this connection against (v1: changes once the key is shown).
+    pub who: Who,
+    accepted: Instant,
+    /// First byte of the request head now arriving.
+    head_started: Option<Instant>,
+    /// The arriving head was counted against its caller's cap on heads in flight.
+    pub head_admitted: bool,
+    /// Bytes read while receiving bodies, and where the current rate window began.
+    body_read: u64,
+    body_window: Option<(Instant, u64)>,
     inbuf: Vec<u8>,
     state: ReadState,
     out: Vec<u8>,
@@ -103,10 +122,16 @@ pub enum Status {
 }
 
 impl Conn {
-    pub fn new(stream: Stream, caller: Caller, now: Instant) -> Conn {
+    pub fn new(stream: Stream, caller: Caller, who: Who, now: Instant) -> Conn {
         Conn {
             stream,
             caller,
+            who,
+            accepted: now,
+            head_started: None,
+            head_admitted: false,
+            body_read: 0,
+            body_window: None,
             inbuf: Vec::new(),
             state: ReadState::Head,
             out: Vec::new(),
@@ -139,16 +164,25 @@ impl Conn {
             || self.read_full
     }
 
-    /// Idle: between requests with nothing to write, so it may be closed to make room.
-    pub fn is_idle(&self) -> bool {
-        matches!(self.state, ReadState::Head)
-            && self.inbuf.is_empty()
-            && self.out_pending() == 0
-            && self.streaming.is_none()
-    }
-
     fn out_pending(&self) -> usize {
         self.out.len() - self.out_pos
+    }
+
+    /// What the connection is doing, for admission and eviction.
+    pub fn phase(&self) -> Phase {
+        if self.out_pending() > 0 || self.streaming.is_some() {
+            return Phase::Busy;
+        }
+        match (&self.state, self.head_started) {
+            (ReadState::Body(_), _) => Phase::Busy,
+            (ReadState::Head, Some(t)) => Phase::Head(t),
+            (ReadState::Head, None) | (ReadState::Done, _) => Phase::Idle(self.last_activity),
+        }
+    }
+
+    /// A v1 client that has not shown the API key yet (it must within the head timeout).
+    fn unkeyed_v1(&self) -> bool {
+        self.caller.v1 && self.who.key != CallerKey::Keyed
     }
 
     /// When this connection must be looked at again if nothing happens.
@@ -156,16 +190,50 @@ impl Conn {
         if let Some((_, until)) = self.linger {
             return until;
         }
-        if self.is_idle() {
-            self.last_activity + t.idle
+        let due = match self.phase() {
+            Phase::Idle(_) => self.last_activity + t.idle,
+            Phase::Head(started) => (self.last_activity + t.request).min(started + t.head),
+            Phase::Busy => match self.body_window {
+                Some((since, _)) if t.body_min_rate > 0 => {
+                    (self.last_activity + t.request).min(since + BODY_WINDOW)
+                }
+                _ => self.last_activity + t.request,
+            },
+        };
+        if self.unkeyed_v1() {
+            due.min(self.accepted + t.head)
         } else {
-            self.last_activity + t.request
+            due
         }
+    }
+
+    /// At the end of a body rate window: true (and a new window) when the body kept up.
+    fn body_kept_up(&mut self, now: Instant, t: &Timeouts) -> bool {
+        let Some((since, at)) = self.body_window else {
+            return true;
+        };
+        if t.body_min_rate == 0 || now < since + BODY_WINDOW {
+            return true;
+        }
+        let want = t.body_min_rate.saturating_mul(BODY_WINDOW.as_secs());
+        if self.body_read - at < want {
+            return false;
+        }
+        self.body_window = Some((now, self.body_read));
+        true
     }
 
     /// The deadline passed: give up on the connection, answering 408 where a request was
     /// half-received and the answer can still be delivered.
     pub fn on_timeout(&mut self, now: Instant, t: &Timeouts) -> Status {
+        if self.linger.is_none()
+            && matches!(self.state, ReadState::Body(_))
+            && now < self.last_activity + t.request
+            && !(self.unkeyed_v1() && now >= self.accepted + t.head)
+            && self.body_kept_up(now, t)
+        {
+            return Status::Open;
+        }
         if now < self.deadline(t) {
             return Status::Open;
         }
@@ -179,7 +247,7 @@ impl Conn {
             && self.streaming.is_none()
             && self.linger.is_none()
         {
-            log::info!("ctrl: request timed out");
+            log::info!("ctrl: request timed out ({})", self.who.key);
             self.state = ReadState::Done;
             self.queue(
                 Response::error(408, "Request timeout").closing(),
@@ -227,7 +295,37 @@ impl Conn {
                 break;
             }
         }
+        self.track(now);
         self.status()
+    }
+
+    /// Note when a head starts arriving and when a body's rate window starts.
+    fn track(&mut self, now: Instant) {
+        let arriving = matches!(self.state, ReadState::Head) && !self.inbuf.is_empty();
+        if !arriving {
+            self.head_started = None;
+            self.head_admitted = false;
+        } else if self.head_started.is_none() {
+            self.head_started = Some(now);
+        }
+        match (&self.state, self.body_window) {
+            (ReadState::Body(_), None) => self.body_window = Some((now, self.body_read)),
+            (ReadState::Body(_), Some(_)) => {}
+            (ReadState::Head | ReadState::Done, _) => self.body_window = None,
+        }
+    }
+
+    /// Refuse the head now arriving: the caller has too many on other connections.
+    pub fn refuse_head(&mut self, now: Instant) -> Status {
+        self.inbuf.clear();
+        self.queue(
+            Response::error(503, "Too many requests in progress from this caller")
+                .closing()
+                .with_header("Retry-After", "1"),
+            Version::Http11,
+            false,
+        );
+        self.drive_io(None, &Limits::default(), now)
     }
 
     fn status(&mut self) -> Status {
@@ -288,6 +386,9 @@ impl Conn {
                         *until = now;
                     }
                 } else {
+                    if matches!(self.state, ReadState::Body(_)) {
+                        self.body_read += n as u64;
+                    }
                     self.inbuf.extend_from_slice(&buf[..n]);
                 }
                 Ok(true)
@@ -428,6 +529,15 @@ impl Conn {
 
     fn start_request(&mut self, api: &mut Api, head: RequestHead, limits: &Limits) {
         log::debug!("ctrl: {} {}", head.method, head.target);
+        if self.unkeyed_v1()
+            && crate::api::v1::presented_key(&head)
+                .is_some_and(|k| crate::api::v1::same_key(&k, &api.v1_key))
+        {
+            self.who = Who {
+                key: CallerKey::Keyed,
+                privileged: true,
+            };
+        }
         let decoder = BodyDecoder::new(head.framing, limits);
         match api.begin(&head, &self.caller) {
             Plan::Receive(route, sink) => {

@@ -7,7 +7,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
 use super::containers::Effects;
-use super::{Containers, Due, Exit, Reactor, max_conns_from, timeouts_from};
+use super::{Containers, Due, Exit, Reactor, gate, timeouts_from};
 use crate::config::Config;
 use crate::engine::{Event, ExitStatus};
 
@@ -85,7 +85,7 @@ impl Reactor {
                 // As at start: warnings and info always reach the log.
                 crate::logger::set_level(new.log_level().max(3));
                 self.timeouts = timeouts_from(&new);
-                self.max_conns = max_conns_from(&new);
+                self.pools = gate::pools_from(&new);
                 self.api.device.config = new;
                 self.api.apply_meta_overrides();
                 self.api.forced_unhealthy = self

@@ -4,12 +4,15 @@
 //! This is the only code that owns file descriptors of the loop. It never blocks: sockets are
 //! non-blocking, signals arrive as readable events, and the only waiting is in `poll`.
 
+mod admission;
 mod conn;
 mod containers;
 mod daemons;
 mod deadlines;
 mod drivers;
 mod engine_io;
+mod flood_log;
+mod gate;
 #[cfg(feature = "hub")]
 mod hub;
 #[cfg(not(feature = "hub"))]
@@ -38,7 +41,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::api::{Api, Caller};
 use crate::config::Config;
-use crate::http::{Limits, Response, Version};
+use crate::http::Limits;
+use admission::{CallerKey, Who};
 use conn::{Conn, Status, Timeouts};
 use containers::{CONSOLE_BASE, ContainerDue, Effects};
 use deadlines::Deadlines;
@@ -98,7 +102,10 @@ pub struct Reactor {
     deadlines: Deadlines<Due>,
     api: Api,
     limits: Limits,
-    max_conns: usize,
+    /// The caps of each listener's connections (per caller, reserved, total).
+    pools: gate::Pools,
+    /// Refusals and evictions per caller, logged once a minute.
+    flood: flood_log::FloodLog,
     timeouts: Timeouts,
     reload: Reload,
     containers: Containers,
@@ -149,13 +156,9 @@ fn timeouts_from(config: &Config) -> Timeouts {
     Timeouts {
         idle: Duration::from_secs(config.get_u64("TERN_CTRL_IDLE_TIMEOUT").max(1)),
         request: Duration::from_secs(config.get_u64("TERN_CTRL_REQUEST_TIMEOUT").max(1)),
+        head: Duration::from_secs(config.get_u64("TERN_CTRL_HEAD_TIMEOUT").max(1)),
+        body_min_rate: config.get_u64("TERN_CTRL_BODY_MIN_RATE"),
     }
-}
-
-fn max_conns_from(config: &Config) -> usize {
-    usize::try_from(config.get_u64("TERN_CTRL_MAX_CONNECTIONS"))
-        .unwrap_or(64)
-        .clamp(1, 1024)
 }
 
 impl Reactor {
@@ -181,7 +184,7 @@ impl Reactor {
             Interest::READABLE,
         )?;
         let timeouts = timeouts_from(&api.device.config);
-        let max_conns = max_conns_from(&api.device.config);
+        let pools = gate::pools_from(&api.device.config);
         Ok(Reactor {
             poll,
             listener,
@@ -194,7 +197,8 @@ impl Reactor {
             deadlines: Deadlines::default(),
             api,
             limits: Limits::default(),
-            max_conns,
+            pools,
+            flood: flood_log::FloodLog::new(Duration::from_secs(60)),
             timeouts,
             reload,
             containers,
@@ -274,8 +278,8 @@ impl Reactor {
             let Some(listener) = self.v1.as_ref() else {
                 return;
             };
-            let stream = match listener.accept() {
-                Ok((s, _)) => s,
+            let (stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -290,7 +294,15 @@ impl Reactor {
                 v1: true,
                 ..Caller::default()
             };
-            self.admit(stream::Stream::Tcp(stream), caller, now);
+            // Counted by the peer's uid when it is on this host, else by address, until the
+            // connection shows the key; the host's root is privileged, as on pv-ctrl.
+            let local = stream.local_addr().ok();
+            let uid = local.and_then(|l| crate::api::tcp_peer::peer_uid(peer, l));
+            let who = Who {
+                key: uid.map_or(CallerKey::Addr(peer.ip()), CallerKey::Uid),
+                privileged: uid == Some(0),
+            };
+            self.admit(stream::Stream::Tcp(stream), caller, who, now);
         }
     }
 
@@ -312,30 +324,8 @@ impl Reactor {
             if let Some(pid) = caller.pid {
                 caller.owner = self.api.identify(pid);
             }
-            self.admit(stream::Stream::Unix(stream), caller, now);
-        }
-    }
-
-    /// A new client of either listener: a slot, or a 503 when full of busy connections.
-    fn admit(&mut self, mut stream: stream::Stream, caller: Caller, now: Instant) {
-        {
-            if self.open >= self.max_conns && !self.evict_oldest_idle() {
-                refuse_busy(&mut stream);
-                return;
-            }
-            let slot = self.free_slot();
-            let token = Token(slot + FIRST_CONN);
-            if let Err(e) = self.poll.registry().register(
-                &mut stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                log::warn!("ctrl: cannot watch a new connection: {e}");
-                return;
-            }
-            self.slots[slot].conn = Some(Conn::new(stream, caller, now));
-            self.open += 1;
-            self.drive(slot, now);
+            let who = gate::ctrl_who(&caller, |owner| self.api.may_manage(owner));
+            self.admit(stream::Stream::Unix(stream), caller, who, now);
         }
     }
 
@@ -350,35 +340,12 @@ impl Reactor {
         self.slots.len() - 1
     }
 
-    /// Make room for a new client by closing the connection idle the longest.
-    fn evict_oldest_idle(&mut self) -> bool {
-        let victim = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                s.conn
-                    .as_ref()
-                    .filter(|c| c.is_idle())
-                    .map(|c| (c.last_activity, i))
-            })
-            .min()
-            .map(|(_, i)| i);
-        match victim {
-            Some(i) => {
-                log::info!("ctrl: connection limit reached, closing the oldest idle connection");
-                self.close(i);
-                true
-            }
-            None => false,
-        }
-    }
-
     fn drive(&mut self, slot: usize, now: Instant) {
         let Some(conn) = self.slots.get_mut(slot).and_then(|s| s.conn.as_mut()) else {
             return;
         };
         let status = conn.drive(&mut self.api, &self.limits, now);
+        let status = self.gate_head(slot, status, now);
         self.after(slot, status);
         self.drain_api_actions(now);
     }
@@ -484,17 +451,6 @@ fn peer_caller(stream: &mio::net::UnixStream) -> Caller {
         },
         Err(_) => Caller::default(),
     }
-}
-
-/// Over the connection limit with no idle connection to close: say so and hang up.
-fn refuse_busy(stream: &mut impl std::io::Write) {
-    let resp = Response::error(503, "Too many connections")
-        .closing()
-        .with_header("Retry-After", "1");
-    let (mut bytes, _) = resp.head_bytes(Version::Http11, false);
-    bytes.extend_from_slice(resp.body_bytes());
-    let _ = stream.write(&bytes);
-    log::warn!("ctrl: connection limit reached with no idle connection; refused a client");
 }
 
 /// The v1 API listener: `TERN_V1_ADDRESS` (loopback by default; `off` or empty disables it).

@@ -7,14 +7,15 @@ pub const MAX_REV_NAME: usize = 64;
 pub const MAX_META_KEY: usize = 256;
 
 /// A single path component safe to use under the storage: printable ASCII, no `/` or `\`,
-/// not `.` or `..`, not starting with `.` (the store's temp and hidden names).
+/// not `.` or `..`, not starting with `.` (the store's temp and hidden names), and no `%`
+/// (paths are not percent-decoded: `%2e%2e` is refused rather than taken literally).
 pub fn is_safe_component(name: &str, max: usize) -> bool {
     !name.is_empty()
         && name.len() <= max
         && !name.starts_with('.')
         && name
             .bytes()
-            .all(|b| (0x21..0x7f).contains(&b) && b != b'/' && b != b'\\')
+            .all(|b| (0x21..0x7f).contains(&b) && !matches!(b, b'/' | b'\\' | b'%'))
 }
 
 pub fn is_rev_name(name: &str) -> bool {
@@ -33,7 +34,7 @@ mod tests {
     #[test]
     fn traversal_and_hidden_names_are_refused() {
         for bad in [
-            "", ".", "..", "../x", "a/b", ".tmp-x", "a\\b", "sp ace", "nul\0",
+            "", ".", "..", "../x", "a/b", ".tmp-x", "a\\b", "sp ace", "nul\0", "%2e%2e",
         ] {
             assert!(!is_rev_name(bad), "{bad:?}");
         }
