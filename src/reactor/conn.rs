@@ -274,7 +274,9 @@ impl Conn {
                 Err(_) => return Status::Close,
             };
             if self.turn_over() {
-                // Done what the turn allows; what is left after the other connections.
+                // Done what the turn allows; what is left after the other connections. The
+                // head and body clocks follow what this turn did, as at the end of any drive.
+                self.track(now);
                 return match self.status() {
                     Status::Open if self.work_left() => Status::Yield,
                     other => other,
