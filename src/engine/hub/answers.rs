@@ -286,10 +286,7 @@ impl HubClient {
                 }
             }
             (_, Job::DevMeta { .. }, s) => return Err(format!("device meta refused ({s})")),
-            (_, Job::Progress { rev, .. }, 200) => {
-                self.report_failures = 0;
-                let _ = rev;
-            }
+            (_, Job::Progress { .. }, 200) => self.report_failures = 0,
             (_, Job::Progress { rev, .. }, s) if (400..500).contains(&s) => {
                 // The hub does not know this step (deleted): nothing to retry.
                 self.log(

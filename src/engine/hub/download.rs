@@ -35,7 +35,6 @@ pub(super) struct RemoteUpdate {
     now_unix: u64,
     pub retry_at: Option<Instant>,
     last_report: Option<Instant>,
-    net_failures: u32,
 }
 
 impl RemoteUpdate {
@@ -60,7 +59,6 @@ impl RemoteUpdate {
             now_unix: 0,
             retry_at: None,
             last_report: None,
-            net_failures: 0,
         }
     }
 
@@ -211,14 +209,7 @@ impl HubClient {
         }
     }
 
-    pub(super) fn downloaded(
-        &mut self,
-        id: CallId,
-        result: Result<String, String>,
-        now: Instant,
-        _unix: u64,
-        _dev: &dyn DeviceView,
-    ) {
+    pub(super) fn downloaded(&mut self, id: CallId, result: Result<String, String>, now: Instant) {
         let Some(u) = self.update.as_mut() else {
             return;
         };
@@ -230,7 +221,6 @@ impl HubClient {
         match result {
             Ok(got) if got == sha => {
                 o.done = true;
-                u.net_failures = 0;
                 self.out.push(HubAction::InstallObject { sha });
             }
             Ok(got) => {
@@ -251,8 +241,6 @@ impl HubClient {
                 }
             }
             Err(why) => {
-                u.net_failures += 1;
-                let _ = u;
                 let delay = self.backoff.next_delay();
                 if let Some(u) = self.update.as_mut() {
                     u.retry_at = Some(now + delay);

@@ -404,7 +404,7 @@ impl HubClient {
                 other => self.in_flight = other,
             },
             HubEvent::Fetched { id, bytes } => self.fetched(id, bytes, now, unix),
-            HubEvent::Downloaded { id, result } => self.downloaded(id, result, now, unix, dev),
+            HubEvent::Downloaded { id, result } => self.downloaded(id, result, now),
             HubEvent::InstallFailed { sha, error } => {
                 self.log(log::Level::Error, format!("object {sha}: {error}"));
                 let fail = Progress::new("ERROR", "Internal error", 100);
