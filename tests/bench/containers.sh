@@ -22,12 +22,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 TERN=$TARGET/release/tern
 BENCH=$TARGET/release/tern-bench
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-    printf 'bench: ERROR: %s\n' "$*" >&2
-    exit 1
-}
-field() { sed -n 's/.*"'"$2"'":\([^,}]*\).*/\1/p' <<<"$1"; }
+source tests/bench/lib.sh  # the cd above put us at the repository root
 proc_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 if [[ $(id -u) != 0 ]]; then

@@ -20,12 +20,7 @@ FUID=${FLOOD_UID:-65534}
 RECONNECT=${FLOOD_RECONNECT_MS:-100}
 BASE=${BASELINE_SECONDS:-5}
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-    printf 'bench: ERROR: %s\n' "$*" >&2
-    exit 1
-}
-field() { sed -n 's/.*"'"$2"'":\([^,}]*\).*/\1/p' <<<"$1"; }
+source tests/bench/lib.sh  # the cd above put us at the repository root
 
 if [[ $(id -u) != 0 ]]; then
     log "SKIP hostile-client benchmarks: the flood needs root to run as another uid"

@@ -18,12 +18,7 @@ REQUESTS=${SOAK_REQUESTS:-1000000}
 RESTARTS=${SOAK_RESTARTS:-10000}
 SAMPLE=${SOAK_SAMPLE:-50000}
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-    printf 'bench: ERROR: %s\n' "$*" >&2
-    exit 1
-}
-field() { sed -n 's/.*"'"$2"'":\([^,}]*\).*/\1/p' <<<"$1"; }
+source tests/bench/lib.sh  # the cd above put us at the repository root
 
 if [[ $(id -u) != 0 ]]; then
     log "SKIP soak: it needs root for its container"

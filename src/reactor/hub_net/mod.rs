@@ -218,14 +218,7 @@ impl Transport {
     }
 
     fn dial(&self) -> Dial<'_> {
-        Dial {
-            tls: &self.tls,
-            proxy: self.cfg.proxy.as_ref(),
-            insecure: self.cfg.insecure,
-            user_agent: &self.cfg.user_agent,
-            hosts_file: &self.cfg.hosts_file,
-            resolv_conf: &self.cfg.resolv_conf,
-        }
+        dial(&self.cfg, &self.tls)
     }
 
     /// Queue a call on the one kept-alive API connection (opened on demand, reused; one in
@@ -312,14 +305,8 @@ impl Transport {
     }
 
     fn drive_api(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Completion>) {
-        let dial = Dial {
-            tls: &self.tls,
-            proxy: self.cfg.proxy.as_ref(),
-            insecure: self.cfg.insecure,
-            user_agent: &self.cfg.user_agent,
-            hosts_file: &self.cfg.hosts_file,
-            resolv_conf: &self.cfg.resolv_conf,
-        };
+        // Built from the fields (not `self.dial()`): the API lane is borrowed mutably beside it.
+        let dial = dial(&self.cfg, &self.tls);
         self.api.drive(
             registry,
             Token(self.token_base),
@@ -414,3 +401,15 @@ fn reply_headers(head: &crate::http::ResponseHead) -> Vec<(String, String)> {
 
 /// A `VecDeque` of queued calls, for `api`.
 type Queue = VecDeque<(CallId, Request)>;
+
+/// What a new connection needs to know: trust, proxy, names, identity.
+fn dial<'a>(cfg: &'a TransportConfig, tls: &'a Arc<ClientConfig>) -> Dial<'a> {
+    Dial {
+        tls,
+        proxy: cfg.proxy.as_ref(),
+        insecure: cfg.insecure,
+        user_agent: &cfg.user_agent,
+        hosts_file: &cfg.hosts_file,
+        resolv_conf: &cfg.resolv_conf,
+    }
+}
