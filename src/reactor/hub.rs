@@ -4,7 +4,7 @@
 //! credential and progress writes, metadata, handing a downloaded revision to the update
 //! path). The machine sees the device through [`View`], a read-only look at [`Device`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -37,6 +37,9 @@ pub struct Hub {
     host: String,
     port: u16,
     downloads_dir: PathBuf,
+    /// Log reads the client asked for, done after its current actions (so a wake-up it
+    /// gave before them is not undone by one it gives while answering them).
+    log_io: VecDeque<HubAction>,
 }
 
 fn unix_now() -> u64 {
@@ -144,6 +147,7 @@ impl Hub {
             host,
             port,
             downloads_dir: device.storage.root().join("cache/downloads"),
+            log_io: VecDeque::new(),
         }))
     }
 
@@ -275,6 +279,8 @@ impl Reactor {
             Some(Err(e)) => log::error!("hub: cannot start the client: {e}"),
             Some(Ok(mut hub)) => {
                 log::info!("hub: client for https://{}:{}", hub.host, hub.port);
+                let cursors = crate::store::log_cursor::load(self.api.device.storage.root());
+                hub.client.enable_log_push(cursors, now);
                 let actions = hub.client.start(now, unix_now(), &View(&self.api.device));
                 self.hub = Some(hub);
                 self.hub_actions(actions, now);
@@ -395,6 +401,7 @@ impl Reactor {
         for a in actions {
             self.hub_action(a, now);
         }
+        self.hub_log_io(now);
         // A local revision now runs (LOCAL_APPLY of a locals/ revision): it never talks to
         // the hub until GO_REMOTE. Dropping the client closes its connections.
         if self.hub.is_some() && !self.api.device.remote_mode() {
@@ -541,6 +548,39 @@ impl Reactor {
                 self.update_event(UpdateEvent::HubLost { msg: reason }, now);
             }
             HubAction::Log { level, msg } => log::log!(level, "{msg}"),
+            HubAction::ScanLogs | HubAction::ReadLog(_) => {
+                if let Some(hub) = self.hub.as_mut() {
+                    hub.log_io.push_back(action);
+                }
+            }
+            HubAction::SaveLogCursors(cursors) => {
+                if let Err(e) = crate::store::log_cursor::save(&root, &cursors) {
+                    // The hub has these lines; they go again after a restart (at-least-once).
+                    log::error!("log push: cannot save the cursors: {e}");
+                }
+            }
+        }
+    }
+
+    /// The log scans and reads the client asked for, answered in turn.
+    fn hub_log_io(&mut self, now: Instant) {
+        while let Some(action) = self.hub.as_mut().and_then(|h| h.log_io.pop_front()) {
+            let logs = self.api.device.storage.root().join("logs");
+            let ev = match action {
+                HubAction::ScanLogs => {
+                    let enabled = self.api.device.config.get_bool("PV_LOG_PUSH");
+                    let rev = View(&self.api.device).running_rev().unwrap_or_default();
+                    let streams = if enabled {
+                        super::log_push::scan(&logs, &rev)
+                    } else {
+                        Vec::new()
+                    };
+                    HubEvent::LogsScanned { enabled, streams }
+                }
+                HubAction::ReadLog(req) => HubEvent::LogRead(super::log_push::read(&logs, &req)),
+                _ => continue,
+            };
+            self.hub_event(ev, now);
         }
     }
 

@@ -21,6 +21,8 @@ mod hub;
 #[cfg(feature = "hub")]
 pub mod hub_net;
 mod lifecycle;
+#[cfg(feature = "hub")]
+mod log_push;
 pub mod signals;
 mod stream;
 pub mod updates;

@@ -11,6 +11,7 @@ pub mod crash_points;
 pub mod durable;
 pub mod factory;
 pub mod gc;
+pub mod log_cursor;
 pub mod meta;
 pub mod meta_view;
 pub mod names;

@@ -38,7 +38,7 @@ impl HubClient {
         if status == 401 && !matches!(job, Job::Login | Job::Register) {
             // The token expired or was revoked: log in again; whatever was pending stays.
             self.token = None;
-            self.requeue(job);
+            self.requeue(job, now);
             self.go(Stage::Login, "the hub refused the token");
             return;
         }
@@ -87,13 +87,13 @@ impl HubClient {
                 reason: "Hub communication not stable".into(),
             });
         }
-        self.requeue(job.clone());
+        self.requeue(job.clone(), now);
         let delay = self.backoff.next_delay();
         self.not_before = Some(now + delay);
     }
 
     /// Put back what a failed call was carrying.
-    pub(super) fn requeue(&mut self, job: Job) {
+    pub(super) fn requeue(&mut self, job: Job, now: Instant) {
         match job {
             // A newer progress of the same revision, queued meanwhile, wins.
             Job::Progress { rev, progress }
@@ -106,6 +106,7 @@ impl HubClient {
                     u.meta_pending.push(sha);
                 }
             }
+            Job::Logs => self.logs.retry(now),
             _ => {}
         }
     }
@@ -259,7 +260,7 @@ impl HubClient {
                 }
             }
             (_, Job::ObjectMeta { sha }, s) => {
-                self.requeue(Job::ObjectMeta { sha: sha.clone() });
+                self.requeue(Job::ObjectMeta { sha: sha.clone() }, now);
                 return Err(format!("metadata of object {sha} refused ({s})"));
             }
             (_, Job::UserMeta, 200) => {
@@ -296,6 +297,8 @@ impl HubClient {
             }
             (_, Job::Progress { .. }, s) => return Err(format!("progress refused ({s})")),
             (_, Job::Register, s) => return Err(format!("registration refused ({s})")),
+            // The log pusher keeps its own backoff: a refused batch never delays a steps poll.
+            (_, Job::Logs, s) => self.logs.answered(s, now, &mut self.out),
         }
         Ok(())
     }

@@ -13,6 +13,8 @@ mod answers;
 pub mod backoff;
 pub mod creds;
 mod download;
+pub mod log_batch;
+pub mod logs;
 mod schedule;
 pub mod wire;
 
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 use self::backoff::Backoff;
 use self::creds::Creds;
 use self::download::RemoteUpdate;
+use self::logs::{Cursor, LogPush, LogStream, ReadReq, Slice};
 use self::wire::Call;
 use crate::store::Progress;
 
@@ -144,6 +147,13 @@ pub enum HubEvent {
     PollNow,
     /// UNCLAIM: forget the credentials and register anew.
     Unclaim,
+    /// The log tree as [`HubAction::ScanLogs`] found it (`enabled`: `PV_LOG_PUSH` is on).
+    LogsScanned {
+        enabled: bool,
+        streams: Vec<LogStream>,
+    },
+    /// What [`HubAction::ReadLog`] read.
+    LogRead(Slice),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -212,6 +222,12 @@ pub enum HubAction {
         level: log::Level,
         msg: String,
     },
+    /// Look at the log tree (answer with [`HubEvent::LogsScanned`]).
+    ScanLogs,
+    /// Read a slice of a log file (answer with [`HubEvent::LogRead`]).
+    ReadLog(ReadReq),
+    /// Write the log cursors durably (the hub acknowledged the lines before them).
+    SaveLogCursors(BTreeMap<String, Cursor>),
 }
 
 /// What the call in flight on the API connection is for.
@@ -241,6 +257,7 @@ enum Job {
         rev: String,
         progress: Progress,
     },
+    Logs,
 }
 
 pub struct HubClient {
@@ -282,6 +299,8 @@ pub struct HubClient {
     last_failed: bool,
     /// The `pantahub.*` keys as last published.
     own_meta: BTreeMap<&'static str, String>,
+    /// Log push (off until the reactor enables it with the stored cursors).
+    logs: LogPush,
     out: Vec<HubAction>,
 }
 
@@ -294,6 +313,7 @@ impl HubClient {
             Duration::from_secs(60).max(settings.updater_interval),
             settings.seed,
         );
+        let logs = LogPush::new(settings.seed.rotate_left(7));
         HubClient {
             settings,
             stage: Stage::Init,
@@ -324,6 +344,7 @@ impl HubClient {
             wake: None,
             last_failed: false,
             own_meta: BTreeMap::new(),
+            logs,
             out: Vec::new(),
         }
     }
@@ -360,6 +381,11 @@ impl HubClient {
     /// The last update the client took ended WONTGO or ERROR before it could run.
     pub fn update_failed(&self) -> bool {
         self.last_failed
+    }
+
+    /// Push logs once claimed and logged in, resuming from these cursors.
+    pub fn enable_log_push(&mut self, cursors: BTreeMap<String, Cursor>, now: Instant) {
+        self.logs.enable(cursors, now);
     }
 
     /// Start: publish what is known and decide the first stage.
@@ -416,6 +442,11 @@ impl HubClient {
                 self.claim_at = self.claim_at.map(|_| now);
             }
             HubEvent::Unclaim => self.unclaim(),
+            HubEvent::LogsScanned { enabled, streams } => {
+                self.logs
+                    .scanned(enabled, streams, now, unix, &mut self.out);
+            }
+            HubEvent::LogRead(slice) => self.logs.read(slice, now, unix),
         }
         self.pump(now, unix, dev);
         std::mem::take(&mut self.out)
@@ -487,6 +518,7 @@ fn job_name(job: &Job) -> &'static str {
         Job::UserMeta => "GET user-meta",
         Job::DevMeta { .. } => "device-meta",
         Job::Progress { .. } => "PUT progress",
+        Job::Logs => "POST /logs/",
     }
 }
 

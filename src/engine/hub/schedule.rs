@@ -20,6 +20,9 @@ impl HubClient {
                 self.call(job, call);
             }
         }
+        if self.claimed && self.token.is_some() {
+            self.logs.poll(now, &mut self.out);
+        }
         let wake = self.next_wake(now);
         if wake != self.wake {
             self.wake = wake;
@@ -146,6 +149,10 @@ impl HubClient {
         if matches!(self.stage, Stage::Idle) && due(self.steps_at) {
             return Some((Job::Steps, wire::pending_steps(&self.creds.id)));
         }
+        // Logs last: a steps poll or a report never waits behind more than one batch.
+        if let Some(body) = self.logs.take_call(now) {
+            return Some((Job::Logs, wire::post_logs(body)));
+        }
         None
     }
 
@@ -188,6 +195,7 @@ impl HubClient {
                 if self.stage == Stage::Idle {
                     times.extend(self.steps_at);
                 }
+                times.extend(self.logs.next_wake());
             } else if !self.claimed {
                 times.extend(self.claim_at);
             }

@@ -103,6 +103,13 @@ pub fn device_meta_patch(id: &str, changes: &Map<String, Value>) -> Call {
         .json(&Value::Object(changes.clone()))
 }
 
+/// `POST /logs/` with a body cut by `log_batch` (a JSON array of entries).
+pub fn post_logs(body: Vec<u8>) -> Call {
+    let mut c = Call::new("POST", "/logs/".into(), true);
+    c.body = body;
+    c
+}
+
 /// Download totals of a DOWNLOADING progress.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
