@@ -40,6 +40,9 @@ pub struct Hub {
     /// Log reads the client asked for, done after its current actions (so a wake-up it
     /// gave before them is not undone by one it gives while answering them).
     log_io: VecDeque<HubAction>,
+    /// The log I/O loop is running (an answer's actions queue more; the loop takes them, so
+    /// a scan, a read and the next scan follow each other without nesting).
+    log_io_busy: bool,
 }
 
 fn unix_now() -> u64 {
@@ -148,6 +151,7 @@ impl Hub {
             port,
             downloads_dir: device.storage.root().join("cache/downloads"),
             log_io: VecDeque::new(),
+            log_io_busy: false,
         }))
     }
 
@@ -385,6 +389,9 @@ impl Reactor {
             };
             self.hub_event(ev, now);
         }
+        if let Some(h) = self.hub.as_mut() {
+            h.log_io_busy = false;
+        }
     }
 
     fn hub_event(&mut self, ev: HubEvent, now: Instant) {
@@ -564,6 +571,10 @@ impl Reactor {
 
     /// The log scans and reads the client asked for, answered in turn.
     fn hub_log_io(&mut self, now: Instant) {
+        match self.hub.as_mut() {
+            Some(h) if !h.log_io_busy => h.log_io_busy = true,
+            _ => return,
+        }
         while let Some(action) = self.hub.as_mut().and_then(|h| h.log_io.pop_front()) {
             let logs = self.api.device.storage.root().join("logs");
             let ev = match action {

@@ -1,6 +1,8 @@
 //! A container's console log: bytes from the console pipe appended to `console.log`, rotated
 //! to `console.log.1` (one old generation) when the next write would pass the cap, so the
-//! pair never holds more than twice the cap.
+//! pair never holds more than twice the cap. The rotation falls on a line end where the
+//! bytes allow it, so a line is not split between the generations (the log pusher sends what
+//! each file holds; a split line would reach the hub as two).
 //!
 //! It owns the log files, not the pipe: [`LogFile::pump`] reads what the pipe holds now and
 //! returns; it never blocks (the pipe is non-blocking) and reads a bounded amount per call so
@@ -58,8 +60,9 @@ impl LogFile {
         PathBuf::from(name)
     }
 
-    /// Appends, rotating first whenever `bytes` would pass the cap; a chunk larger than the
-    /// cap is split across generations.
+    /// Appends, rotating whenever `bytes` would pass the cap: after the last whole line that
+    /// fits, or before the chunk when no line end fits; only a line longer than the cap is
+    /// split across generations.
     pub fn append(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             if self.file.is_none() {
@@ -74,12 +77,28 @@ impl LogFile {
                 self.rotate()?;
                 continue;
             }
-            let n = usize::try_from(room).unwrap_or(usize::MAX).min(bytes.len());
+            let room = usize::try_from(room).unwrap_or(usize::MAX);
+            let n = if bytes.len() <= room {
+                bytes.len()
+            } else {
+                match bytes[..room].iter().rposition(|&b| b == b'\n') {
+                    Some(i) => i + 1,
+                    None if self.size > 0 => 0,
+                    None => room,
+                }
+            };
+            if n == 0 {
+                self.rotate()?;
+                continue;
+            }
             if let Some(f) = self.file.as_mut() {
                 f.write_all(&bytes[..n])?;
             }
             self.size += n as u64;
             bytes = &bytes[n..];
+            if !bytes.is_empty() && n < room {
+                self.rotate()?;
+            }
         }
         Ok(())
     }
@@ -139,12 +158,23 @@ mod tests {
         let d = temp("rotate");
         let mut log = LogFile::new(d.join("c/console.log"), 10);
         log.append(b"0123456").unwrap();
-        log.append(b"789abc").unwrap(); // 3 fit, rotate, 3 in the new file
-        assert_eq!(fs::read(log.rotated_path()).unwrap(), b"0123456789");
-        assert_eq!(fs::read(log.path()).unwrap(), b"abc");
-        log.append(b"defghijklmnopq").unwrap();
-        assert_eq!(fs::read(log.rotated_path()).unwrap(), b"abcdefghij");
-        assert_eq!(fs::read(log.path()).unwrap(), b"klmnopq");
+        log.append(b"789abc").unwrap(); // no line end fits: rotate first
+        assert_eq!(fs::read(log.rotated_path()).unwrap(), b"0123456");
+        assert_eq!(fs::read(log.path()).unwrap(), b"789abc");
+        log.append(b"defghijklmnopq").unwrap(); // a line longer than the cap is split
+        assert_eq!(fs::read(log.rotated_path()).unwrap(), b"defghijklm");
+        assert_eq!(fs::read(log.path()).unwrap(), b"nopq");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn rotation_falls_on_a_line_end() {
+        let d = temp("lines");
+        let mut log = LogFile::new(d.join("console.log"), 16);
+        log.append(b"one\ntwo\n").unwrap();
+        log.append(b"three\nfour\n").unwrap(); // "three\n" fits, "four" would not
+        assert_eq!(fs::read(log.rotated_path()).unwrap(), b"one\ntwo\nthree\n");
+        assert_eq!(fs::read(log.path()).unwrap(), b"four\n");
         fs::remove_dir_all(d).unwrap();
     }
 
@@ -156,8 +186,9 @@ mod tests {
         assert!(!log.rotated_path().exists());
         let mut again = LogFile::new(d.join("console.log"), 120);
         again.append(&[b'y'; 30]).unwrap();
-        assert_eq!(fs::read(again.rotated_path()).unwrap().len(), 120);
-        assert_eq!(fs::read(again.path()).unwrap().len(), 10);
+        // 100 + 30 passes 120: the old 100 bytes rotate away whole.
+        assert_eq!(fs::read(again.rotated_path()).unwrap().len(), 100);
+        assert_eq!(fs::read(again.path()).unwrap().len(), 30);
         fs::remove_dir_all(d).unwrap();
     }
 

@@ -314,7 +314,7 @@ impl LogPush {
 
     /// The body to post now, if one is ready and no backoff holds it.
     pub fn take_call(&mut self, now: Instant) -> Option<Vec<u8>> {
-        if self.not_before.is_some_and(|t| t > now) {
+        if self.not_before.is_some_and(|t| t > now) || !matches!(self.phase, Phase::Ready { .. }) {
             return None;
         }
         let Phase::Ready {

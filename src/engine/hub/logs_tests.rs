@@ -438,3 +438,23 @@ fn switched_off_reads_nothing() {
     r.advance(2);
     assert_eq!(r.post(200).unwrap().len(), 5);
 }
+
+#[test]
+fn asking_for_a_body_while_scanning_or_reading_changes_nothing() {
+    let mut r = Rig::new(&["app"]);
+    r.lines("app", 0, 2);
+    let mut out = Vec::new();
+    r.p.poll(r.now, &mut out);
+    assert_eq!(out, [HubAction::ScanLogs]);
+    assert_eq!(r.p.take_call(r.now), None);
+    let mut out = Vec::new();
+    let streams = r.streams();
+    r.p.scanned(true, streams, r.now, r.unix, &mut out);
+    let Some(HubAction::ReadLog(req)) = out.first().cloned() else {
+        panic!("no read: {out:?}");
+    };
+    assert_eq!(r.p.take_call(r.now), None);
+    let slice = r.slice(&req);
+    r.p.read(slice, r.now, r.unix);
+    assert_eq!(msgs(&r.p.take_call(r.now).unwrap()).len(), 2);
+}

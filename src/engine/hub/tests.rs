@@ -697,3 +697,131 @@ fn an_unclaimed_device_trying_a_revision_still_registers_and_waits_for_its_claim
     t.answer(200, r#"{"token":"t0"}"#);
     assert_eq!(t.path(), "GET /devices/d1");
 }
+
+/// One console log holding `data`, as a scan sees it.
+fn console_stream(data: &[u8]) -> logs::LogStream {
+    logs::LogStream {
+        path: "0/app/lxc/console.log".into(),
+        origin: log_batch::Origin {
+            rev: "0".into(),
+            plat: "app".into(),
+            src: "lxc/console.log".into(),
+            own: false,
+            mtime: (0, 0),
+        },
+        live: Some(logs::FileStat {
+            ino: 7,
+            born: 1,
+            len: data.len() as u64,
+            mtime: (900, 0),
+        }),
+        rotated: None,
+    }
+}
+
+impl T {
+    /// Answer the log scans and reads the client asks for from one console log of `data`.
+    fn serve_logs(&mut self, data: &[u8]) {
+        for _ in 0..10 {
+            let io = self.acts.iter().find_map(|a| match a {
+                HubAction::ScanLogs => Some(None),
+                HubAction::ReadLog(r) => Some(Some(r.clone())),
+                _ => None,
+            });
+            let ev = match io {
+                None => return,
+                Some(None) => HubEvent::LogsScanned {
+                    enabled: true,
+                    streams: vec![console_stream(data)],
+                },
+                Some(Some(r)) => HubEvent::LogRead(logs::Slice {
+                    bytes: data[r.offset as usize..].to_vec(),
+                    eof: true,
+                    mtime: (900, 0),
+                }),
+            };
+            self.event(ev);
+        }
+    }
+    /// Answer every call but a log post (serving log reads meanwhile); the paths answered.
+    fn until_logs_post(&mut self, data: &[u8]) -> Vec<String> {
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            self.serve_logs(data);
+            let p = self.path();
+            if p == "POST /logs/" {
+                return seen;
+            }
+            assert!(!p.is_empty(), "nothing in flight after {seen:?}");
+            let body = if p.contains("/steps?") {
+                "[]"
+            } else if p == "GET /trails/" {
+                r#"[{"id":"d1"}]"#
+            } else {
+                "{}"
+            };
+            seen.push(p);
+            self.answer(200, body);
+        }
+        panic!("no log post after {seen:?}");
+    }
+}
+
+#[test]
+fn log_batches_go_after_a_due_steps_poll_and_again_after_a_relogin() {
+    let mut t = T::claimed();
+    t.reach_idle();
+    t.until_steps();
+    t.answer(200, "[]");
+    t.c.enable_log_push(BTreeMap::new(), t.now);
+    t.advance(5);
+    let data = b"one\ntwo\n";
+    let before = t.until_logs_post(data);
+    assert!(before.iter().any(|p| p.contains("/steps?")), "{before:?}");
+    let (_, call) = t.call().unwrap();
+    let sent: serde_json::Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(
+        (sent[0]["msg"].as_str(), sent[1]["msg"].as_str()),
+        (Some("one"), Some("two"))
+    );
+    assert_eq!(
+        (sent[0]["plat"].as_str(), sent[0]["tsec"].as_u64()),
+        (Some("app"), Some(900))
+    );
+    t.answer(401, "");
+    assert!(!t.ever(|a| matches!(a, HubAction::SaveLogCursors(_))));
+    assert_eq!(t.path(), "POST /auth/login");
+    t.answer(200, r#"{"token":"t2"}"#);
+    t.until_logs_post(data);
+    let (_, again) = t.call().unwrap();
+    assert_eq!(again.body, call.body, "the same lines once more");
+    t.answer(200, r#"{"status":"ok"}"#);
+    assert!(t.has(|a| matches!(a, HubAction::SaveLogCursors(c)
+        if c["0/app/lxc/console.log"].offset == data.len() as u64)));
+}
+
+#[test]
+fn log_server_errors_never_delay_the_steps_poll() {
+    let mut t = T::claimed();
+    t.reach_idle();
+    t.until_steps();
+    t.answer(200, "[]");
+    t.c.enable_log_push(BTreeMap::new(), t.now);
+    t.advance(5);
+    t.until_logs_post(b"x\n");
+    t.answer(503, "");
+    // The log pusher backs off on its own; the next steps poll is on time.
+    t.advance(5);
+    t.serve_logs(b"x\n");
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let p = t.path();
+        if p.contains("/steps?") {
+            return;
+        }
+        assert_ne!(p, "POST /logs/", "logs before the steps poll: {seen:?}");
+        seen.push(p);
+        t.answer(200, "{}");
+    }
+    panic!("no steps poll on time: {seen:?}");
+}

@@ -1,0 +1,380 @@
+//! Log push end to end: a claimed device whose container writes lines on demand (a process-
+//! mode container copying a FIFO to its console), against the test hub. What the hub stored
+//! is compared with what was written: every line once, through an outage, a rotation, a
+//! kill -9 between the hub's 200 and the cursor write, and a line of 1 MB.
+//! Needs what the container tests need.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::device::Device;
+use common::hub::{HubOpts, TestHub};
+use common::rootfs::Spec;
+use common::{Opts, TempDir, wait_for};
+use serde_json::{Value, json};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+struct Rig {
+    /// The container's name: each test its own (a container's cgroup is named after it).
+    app: &'static str,
+    hub: TestHub,
+    dev: Device,
+    fifo: PathBuf,
+    _dir: TempDir,
+}
+
+/// A claimed device with one container, `app`, that copies `feed` (a FIFO) to its console.
+fn rig(app: &'static str, extra_sets: &[&str]) -> Rig {
+    let hub = TestHub::start_with(HubOpts {
+        go_chunking: true,
+        ..HubOpts::default()
+    });
+    let dir = TempDir::new("hublogs");
+    let fifo = dir.path().join("feed");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut sets = hub.device_sets(dir.path());
+    sets.extend(
+        [
+            "PH_UPDATER_INTERVAL=1",
+            "PH_METADATA_USRMETA_INTERVAL=2",
+            "PH_METADATA_DEVMETA_INTERVAL=2",
+            "TERN_HUB_REQUEST_TIMEOUT=3",
+            "TERN_CONTAINER_MODE=process",
+            "TERN_STOP_GRACE=1",
+            "PV_DEBUG_SHELL=0",
+        ]
+        .map(String::from),
+    );
+    sets.extend(extra_sets.iter().map(|s| s.to_string()));
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let script = format!("while true; do cat {}; done", fifo.display());
+    let dev = Device::boot_with_opts(
+        &[Spec::new(app, &script, json!({}))],
+        &sets,
+        &json!({}),
+        Opts::default().may_exit(),
+    );
+    let id = hub.wait_for_device(secs(20)).expect("registers");
+    assert!(hub.claim(&id));
+    assert!(
+        hub.wait_until(secs(30), |h| h.trail(&id).is_some()),
+        "{}",
+        dev.d.log_text()
+    );
+    Rig {
+        app,
+        hub,
+        dev,
+        fifo,
+        _dir: dir,
+    }
+}
+
+/// Write `text` into the container's FIFO (waiting for its reader, which restarts `cat`
+/// after every writer).
+fn feed(r: &Rig, text: &[u8]) {
+    let fifo = &r.fifo;
+    let until = Instant::now() + secs(20);
+    let mut f = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+        {
+            Ok(f) => break f,
+            Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("no reader on the feed: {e}\n{}", r.dev.d.log_text()),
+        }
+    };
+    // Blocking from here: the reader is there and drains the pipe.
+    nix::fcntl::fcntl(
+        &f,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .unwrap();
+    f.write_all(text).unwrap();
+}
+
+/// `n` numbered lines tagged `tag`, each about 100 bytes.
+fn lines(tag: &str, from: usize, to: usize) -> Vec<String> {
+    (from..to)
+        .map(|i| format!("{tag}-{i:05} {}", "x".repeat(88)))
+        .collect()
+}
+
+fn text(lines: &[String]) -> Vec<u8> {
+    lines
+        .iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect()
+}
+
+/// The messages the hub holds from the container, in order.
+fn app_msgs(r: &Rig) -> Vec<String> {
+    r.hub
+        .logs()
+        .iter()
+        .filter(|e| e["plat"] == r.app)
+        .map(|e| e["msg"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn tagged(r: &Rig, tag: &str) -> Vec<String> {
+    app_msgs(r)
+        .into_iter()
+        .filter(|m| m.starts_with(&format!("{tag}-")))
+        .collect()
+}
+
+fn wait_tagged(r: &Rig, tag: &str, n: usize, timeout: Duration) {
+    let ok = wait_for(timeout, || tagged(r, tag).len() >= n);
+    assert!(
+        ok,
+        "{} of {n} {tag} lines arrived\n{}",
+        tagged(&r, tag).len(),
+        r.dev.d.log_text()
+    );
+}
+
+/// `got` is `want`, in order: else say which lines are missing or repeated.
+fn assert_same_lines(got: &[String], want: &[String], log: &str) {
+    if got == want {
+        return;
+    }
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for g in got {
+        *count.entry(g.as_str()).or_default() += 1;
+    }
+    let short = |l: &&String| l.get(..9).unwrap_or(l).to_string();
+    let missing: Vec<String> = want
+        .iter()
+        .filter(|w| !count.contains_key(w.as_str()))
+        .map(|l| short(&l))
+        .collect();
+    let twice: Vec<String> = want
+        .iter()
+        .filter(|w| count.get(w.as_str()).is_some_and(|n| *n > 1))
+        .map(|l| short(&l))
+        .collect();
+    panic!(
+        "{} lines for {}: missing {missing:?}, repeated {twice:?}\n{log}",
+        got.len(),
+        want.len()
+    );
+}
+
+/// An entry as the hub stored it: platform, time and message (a line's identity).
+fn entry_key(e: &Value) -> String {
+    let plat = e["plat"].as_str().unwrap_or_default();
+    let msg = e["msg"].as_str().unwrap_or_default();
+    if plat == "pantavisor" {
+        format!("{plat} {} {msg}", e["tsec"])
+    } else {
+        key(plat, msg)
+    }
+}
+
+fn key(plat: &str, msg: &str) -> String {
+    format!("{plat} {msg}")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn lines_written_before_and_during_a_hub_outage_arrive_once_with_terns_own_levels() {
+    require_containers!("log push outage");
+    let start = unix_now();
+    let r = rig("lg-outage", &[]);
+    let before = lines("pre", 0, 300);
+    feed(&r, &text(&before));
+    wait_tagged(&r, "pre", 300, secs(30));
+    r.hub.set_down(true);
+    let during = lines("out", 0, 300);
+    feed(&r, &text(&during));
+    r.dev.wait_console(r.app, "out-00299", secs(10));
+    std::thread::sleep(secs(4));
+    r.hub.set_down(false);
+    wait_tagged(&r, "out", 300, secs(60));
+    std::thread::sleep(secs(3));
+    assert_same_lines(&tagged(&r, "pre"), &before, "");
+    assert_same_lines(&tagged(&r, "out"), &during, &r.dev.d.log_text());
+    let logs = r.hub.logs();
+    let entry = logs.iter().find(|e| e["plat"] == r.app).unwrap();
+    assert_eq!(
+        (&entry["src"], &entry["rev"], &entry["lvl"]),
+        (&json!("lxc/console.log"), &json!("0"), &json!("INFO"))
+    );
+    // Tern's own lines: platform pantavisor, with the time and level of the line.
+    let own: Vec<&Value> = logs.iter().filter(|e| e["plat"] == "pantavisor").collect();
+    assert!(!own.is_empty());
+    assert!(own.iter().all(|e| e["src"] == "tern.log"));
+    let now = unix_now();
+    assert!(
+        own.iter().all(|e| e["tsec"]
+            .as_u64()
+            .is_some_and(|t| t + 2 >= start && t <= now)),
+        "{own:?}"
+    );
+    let warn = own
+        .iter()
+        .find(|e| e["msg"].as_str().unwrap_or("").contains("got no answer"))
+        .expect("the outage's warning reached the hub");
+    assert_eq!(warn["lvl"], "WARN");
+    let disk = std::fs::read_to_string(r.dev.d.storage.join("logs/tern.log")).unwrap();
+    assert!(disk.contains(&format!("WARN  {}", warn["msg"].as_str().unwrap())));
+}
+
+#[test]
+fn rotation_while_batches_are_in_flight_loses_and_repeats_nothing() {
+    require_containers!("log push rotation");
+    let r = rig("lg-rotate", &["TERN_CONSOLE_MAXSIZE=32768"]);
+    // Each answer takes a while: rotations happen while a batch is out.
+    r.hub.stall("/logs/", Duration::from_millis(700));
+    let all = lines("rot", 0, 1000);
+    for chunk in all.chunks(100) {
+        feed(&r, &text(chunk));
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    wait_tagged(&r, "rot", 1000, secs(60));
+    std::thread::sleep(secs(3));
+    assert!(
+        r.dev
+            .d
+            .storage
+            .join(format!("logs/0/{}/lxc/console.log.1", r.app))
+            .exists(),
+        "the console log rotated"
+    );
+    assert_same_lines(&tagged(&r, "rot"), &all, &r.dev.d.log_text());
+}
+
+#[test]
+fn a_line_of_one_megabyte_arrives_whole_when_its_pieces_are_joined() {
+    require_containers!("log push long line");
+    let r = rig("lg-long", &[]);
+    let long: String = (0..1_048_576u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let line = format!("big-{long}");
+    feed(&r, format!("{line}\nafter-00000\n").as_bytes());
+    wait_tagged(&r, "after", 1, secs(30));
+    let msgs = app_msgs(&r);
+    let start = msgs.iter().position(|m| m.starts_with("big-")).unwrap();
+    let end = msgs.iter().position(|m| m == "after-00000").unwrap();
+    assert!(end - start >= 4, "split into {} pieces", end - start);
+    assert_eq!(msgs[start..end].concat(), line);
+    let posts = r.hub.requests_to("/logs/");
+    assert!(
+        posts
+            .iter()
+            .all(|p| p.body_len <= 256 * 1024 && p.status == 200)
+    );
+}
+
+#[test]
+fn a_kill_9_between_the_hubs_200_and_the_cursor_write_resends_that_batch_once() {
+    require_containers!("log push kill -9");
+    // Quiet: errors only, and a v1 port of its own (a busy one is an error line), so the
+    // batch the crash follows is the container's.
+    let v1 = format!("TERN_V1_ADDRESS=127.0.0.1:{}", common::free_port());
+    let mut r = rig("lg-kill", &["PV_LOG_LEVEL=1", &v1]);
+    let first = lines("k1", 0, 50);
+    feed(&r, &text(&first));
+    wait_tagged(&r, "k1", 50, secs(30));
+    // Lines the hub refuses for now: on disk, not acknowledged.
+    r.hub.fail("/logs/", 503, None);
+    let second = lines("k2", 0, 350);
+    feed(&r, &text(&second));
+    r.dev.wait_console(r.app, "k2-00349", secs(10));
+    r.dev.d.stop();
+    r.hub.clear_fail("/logs/");
+    let n0 = r.hub.logs().len();
+    // The next start dies at its first cursor write: after the hub's 200 for that batch.
+    r.dev
+        .d
+        .opts
+        .env
+        .push(("TERN_TEST_CRASH_ON".into(), "log-push.json".into()));
+    r.dev.d.spawn();
+    let died = wait_for(secs(30), || {
+        r.dev
+            .d
+            .child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    });
+    assert!(
+        died,
+        "no crash at the cursor write:\n{}",
+        r.dev.d.log_text()
+    );
+    r.dev.d.kill9();
+    // One POST reached the hub before the crash (the crash is at the first cursor write).
+    let batch: Vec<String> = r.hub.logs()[n0..].iter().map(entry_key).collect();
+    assert!(!batch.is_empty(), "no batch before the crash");
+    r.dev.d.opts.env.retain(|(k, _)| k != "TERN_TEST_CRASH_ON");
+    r.dev.d.spawn();
+    let count = |r: &Rig| {
+        let mut c: HashMap<String, usize> = HashMap::new();
+        for e in r.hub.logs() {
+            *c.entry(entry_key(&e)).or_default() += 1;
+        }
+        c
+    };
+    let ok = wait_for(secs(60), || {
+        let c = count(&r);
+        second.iter().all(|l| c.contains_key(&key(r.app, l)))
+            && batch.iter().all(|k| c.get(k).is_some_and(|n| *n >= 2))
+    });
+    assert!(ok, "not everything arrived:\n{}", r.dev.d.log_text());
+    std::thread::sleep(secs(3));
+    let c = count(&r);
+    // The batch went exactly once more; every other line once. (Tern's own lines may
+    // repeat word for word within a second, so they are only checked to be there again.)
+    assert!(
+        batch.iter().any(|k| k.starts_with("lg-kill k2-")),
+        "{batch:?}"
+    );
+    for k in &batch {
+        if k.starts_with("lg-kill ") {
+            assert_eq!(c[k], 2, "{k}");
+        }
+    }
+    for l in &second {
+        let k = key(r.app, l);
+        let want = if batch.contains(&k) { 2 } else { 1 };
+        assert_eq!(c[&k], want, "{k}");
+    }
+    assert_eq!(tagged(&r, "k1"), first);
+}
+
+#[test]
+fn a_quiet_device_sends_no_log_requests() {
+    require_containers!("log push idle");
+    let r = rig("lg-quiet", &["PV_LOG_LEVEL=3"]);
+    feed(&r, &text(&lines("q", 0, 10)));
+    wait_tagged(&r, "q", 10, secs(30));
+    // Let the start's own lines drain, then watch without touching the control socket.
+    std::thread::sleep(secs(6));
+    let before = r.hub.requests_to("/logs/").len();
+    let steps_before = r.hub.requests_to("/trails/").len();
+    std::thread::sleep(secs(8));
+    let after = r.hub.requests_to("/logs/").len();
+    assert!(r.hub.requests_to("/trails/").len() > steps_before + 4);
+    assert_eq!(after, before, "log posts from a quiet device");
+}
