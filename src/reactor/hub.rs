@@ -560,10 +560,10 @@ impl Reactor {
                     hub.log_io.push_back(action);
                 }
             }
-            HubAction::SaveLogCursors(cursors) => {
-                if let Err(e) = crate::store::log_cursor::save(&root, &cursors) {
+            HubAction::SaveLogCursor { log, cursor } => {
+                if let Err(e) = crate::store::log_cursor::save(&root, &log, cursor.as_ref()) {
                     // The hub has these lines; they go again after a restart (at-least-once).
-                    log::error!("log push: cannot save the cursors: {e}");
+                    log::error!("log push: cannot save the cursor of {log}: {e}");
                 }
             }
         }

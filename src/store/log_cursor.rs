@@ -1,9 +1,11 @@
-//! The log pusher's cursors on the storage: one JSON map, `config/log-push.json`, from a
-//! log's path under `logs/` to how far the hub acknowledged it (inode, birth time, offset).
+//! The log pusher's cursors on the storage: one small file per log under
+//! `config/log-push/`, named after the log's path under `logs/` (`/` written `%2F`), holding
+//! how far the hub acknowledged it (inode, birth time, offset) as JSON.
 //!
-//! It owns that file only. Written as every acknowledged write is (temp, fsync, rename, fsync
-//! the directory), so a cursor the hub's 200 moved survives a kill -9 the instant after its
-//! write; it must never be written before that 200.
+//! It owns that directory only. Each file is written as every acknowledged write is (temp,
+//! fsync, rename, fsync the directory), so a cursor the hub's 200 moved survives a kill -9
+//! the instant after its write; it must never be written before that 200. One file per log
+//! keeps each write small whatever the number of logs.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -12,48 +14,62 @@ use std::path::{Path, PathBuf};
 use super::durable;
 use crate::engine::hub::logs::Cursor;
 
-pub const FILE: &str = "config/log-push.json";
+pub const DIR: &str = "config/log-push";
 
-pub fn path(storage_root: &Path) -> PathBuf {
-    storage_root.join(FILE)
+fn dir(storage_root: &Path) -> PathBuf {
+    storage_root.join(DIR)
 }
 
-/// The cursors as last written; none when the file is missing or unreadable (every line
-/// still on disk is then pushed: a duplicate is better than a loss).
+/// A log's path as one file name (reversible: `%` → `%25`, `/` → `%2F`).
+fn file_name(log: &str) -> String {
+    log.replace('%', "%25").replace('/', "%2F")
+}
+
+fn log_name(file: &str) -> String {
+    file.replace("%2F", "/").replace("%25", "%")
+}
+
+/// The cursors as last written. A missing or unreadable one is no cursor: every line of its
+/// log still on disk is pushed (a duplicate is better than a loss). Temp files a crash left
+/// go (the storage's start-up repair does not look here).
 pub fn load(storage_root: &Path) -> BTreeMap<String, Cursor> {
-    let file = path(storage_root);
-    remove_leftovers(&file);
-    match std::fs::read(&file) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            log::warn!(
-                "log push: {} unreadable ({e}); pushing from the start",
-                file.display()
-            );
-            BTreeMap::new()
-        }),
-        Err(_) => BTreeMap::new(),
-    }
-}
-
-pub fn save(storage_root: &Path, cursors: &BTreeMap<String, Cursor>) -> io::Result<()> {
-    let bytes = serde_json::to_vec(cursors).map_err(io::Error::other)?;
-    durable::write_atomic(&path(storage_root), &bytes)
-}
-
-/// Temp files of this file a crash left behind (the storage's start-up repair does not look
-/// in `config/`).
-fn remove_leftovers(file: &Path) {
-    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
-        return;
-    };
-    let prefix = format!("{}{}-", durable::TMP_PREFIX, name.to_string_lossy());
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir(storage_root)) else {
+        return out;
     };
     for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(&prefix) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(durable::TMP_PREFIX) {
             let _ = std::fs::remove_file(e.path());
+            continue;
         }
+        match std::fs::read(e.path()).map(|b| serde_json::from_slice::<Cursor>(&b)) {
+            Ok(Ok(c)) => {
+                out.insert(log_name(&name), c);
+            }
+            _ => log::warn!("log push: cursor {name} unreadable; pushing that log from its start"),
+        }
+    }
+    out
+}
+
+/// Write the cursor of `log`, or remove it (`None`: the log is gone).
+pub fn save(storage_root: &Path, log: &str, cursor: Option<&Cursor>) -> io::Result<()> {
+    let d = dir(storage_root);
+    let file = d.join(file_name(log));
+    match cursor {
+        Some(c) => {
+            if !d.exists() {
+                durable::create_dir_durable(&d)?;
+            }
+            let bytes = serde_json::to_vec(c).map_err(io::Error::other)?;
+            durable::write_atomic(&file, &bytes)
+        }
+        None => match std::fs::remove_file(&file) {
+            Ok(()) => durable::fsync_dir(&d),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        },
     }
 }
 
@@ -63,7 +79,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn saved_cursors_load_back_and_leftover_temps_go() {
+    fn saved_cursors_load_back_forgotten_ones_go_and_leftover_temps_go() {
         let root = std::env::temp_dir().join(format!("tern-logcur-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("config")).unwrap();
@@ -73,11 +89,17 @@ mod tests {
             born: 9,
             offset: 1234,
         };
-        let map = BTreeMap::from([("0/app/lxc/console.log".to_string(), c)]);
-        save(&root, &map).unwrap();
-        let stray = root.join("config/.tmp-log-push.json-1-2");
+        save(&root, "0/app/lxc/console.log", Some(&c)).unwrap();
+        save(&root, "1/a%b/console.log", Some(&c)).unwrap();
+        save(&root, "tern.log", Some(&c)).unwrap();
+        save(&root, "tern.log", None).unwrap();
+        let stray = root.join(DIR).join(".tmp-x-1-2");
         std::fs::write(&stray, b"{").unwrap();
-        assert_eq!(load(&root), map);
+        let want = BTreeMap::from([
+            ("0/app/lxc/console.log".to_string(), c),
+            ("1/a%b/console.log".to_string(), c),
+        ]);
+        assert_eq!(load(&root), want);
         assert!(!stray.exists());
         std::fs::remove_dir_all(root).unwrap();
     }

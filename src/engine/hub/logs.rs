@@ -229,8 +229,16 @@ impl LogPush {
             return;
         }
         // Cursors of logs that are gone (a removed revision) go with them.
-        self.cursors
-            .retain(|p, _| streams.iter().any(|s| s.path == *p));
+        let gone: Vec<String> = self
+            .cursors
+            .keys()
+            .filter(|p| !streams.iter().any(|s| s.path == **p))
+            .cloned()
+            .collect();
+        for log in gone {
+            self.cursors.remove(&log);
+            out.push(HubAction::SaveLogCursor { log, cursor: None });
+        }
         self.streams = streams;
         let n = self.streams.len();
         for k in 0..n {
@@ -382,8 +390,11 @@ impl LogPush {
     }
 
     fn advance(&mut self, path: String, after: Cursor, out: &mut Vec<HubAction>) {
-        self.cursors.insert(path, after);
-        out.push(HubAction::SaveLogCursors(self.cursors.clone()));
+        self.cursors.insert(path.clone(), after);
+        out.push(HubAction::SaveLogCursor {
+            log: path,
+            cursor: Some(after),
+        });
     }
 }
 

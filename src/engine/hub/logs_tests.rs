@@ -170,8 +170,12 @@ impl Rig {
         let mut out = Vec::new();
         self.p.answered(status, self.now, &mut out);
         for a in &out {
-            if let HubAction::SaveLogCursors(c) = a {
-                self.saved = Some(c.clone());
+            if let HubAction::SaveLogCursor { log, cursor } = a {
+                let saved = self.saved.get_or_insert_with(BTreeMap::new);
+                match cursor {
+                    Some(c) => saved.insert(log.clone(), *c),
+                    None => saved.remove(log),
+                };
             }
         }
         self.out.extend(out);
@@ -251,10 +255,10 @@ fn the_cursor_moves_only_after_the_hubs_200() {
     };
     assert_eq!(
         out,
-        [HubAction::SaveLogCursors(BTreeMap::from([(
-            "app".to_string(),
-            want
-        )]))]
+        [HubAction::SaveLogCursor {
+            log: "app".into(),
+            cursor: Some(want)
+        }]
     );
 }
 

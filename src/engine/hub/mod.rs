@@ -226,8 +226,12 @@ pub enum HubAction {
     ScanLogs,
     /// Read a slice of a log file (answer with [`HubEvent::LogRead`]).
     ReadLog(ReadReq),
-    /// Write the log cursors durably (the hub acknowledged the lines before them).
-    SaveLogCursors(BTreeMap<String, Cursor>),
+    /// Write a log's cursor durably (the hub acknowledged the lines before it), or forget
+    /// it (`None`: the log is gone).
+    SaveLogCursor {
+        log: String,
+        cursor: Option<Cursor>,
+    },
 }
 
 /// What the call in flight on the API connection is for.

@@ -789,15 +789,17 @@ fn log_batches_go_after_a_due_steps_poll_and_again_after_a_relogin() {
         (Some("app"), Some(900))
     );
     t.answer(401, "");
-    assert!(!t.ever(|a| matches!(a, HubAction::SaveLogCursors(_))));
+    assert!(!t.ever(|a| matches!(a, HubAction::SaveLogCursor { .. })));
     assert_eq!(t.path(), "POST /auth/login");
     t.answer(200, r#"{"token":"t2"}"#);
     t.until_logs_post(data);
     let (_, again) = t.call().unwrap();
     assert_eq!(again.body, call.body, "the same lines once more");
     t.answer(200, r#"{"status":"ok"}"#);
-    assert!(t.has(|a| matches!(a, HubAction::SaveLogCursors(c)
-        if c["0/app/lxc/console.log"].offset == data.len() as u64)));
+    assert!(t.has(
+        |a| matches!(a, HubAction::SaveLogCursor { log, cursor: Some(c) }
+        if log == "0/app/lxc/console.log" && c.offset == data.len() as u64)
+    ));
 }
 
 #[test]
