@@ -30,6 +30,7 @@ bench:
 	bash tests/bench/run.sh
 	bash tests/bench/containers.sh
 	$(CARGO) test --release --test hub_bench -- --ignored --nocapture --test-threads=1
+	$(CARGO) test --release --test hub_logs -- --ignored --nocapture --test-threads=1
 	bash tests/bench/hostile.sh
 	bash tests/bench/soak.sh
 

@@ -377,3 +377,112 @@ fn a_quiet_device_sends_no_log_requests() {
     assert!(r.hub.requests_to("/trails/").len() > steps_before + 4);
     assert_eq!(after, before, "log posts from a quiet device");
 }
+
+/// Latencies (µs) of `GET /steps` on fresh connections until `stop`.
+fn steps_latencies(socket: &std::path::Path, stop: impl Fn() -> bool) -> Vec<f64> {
+    let mut out = Vec::new();
+    while !stop() {
+        let t = Instant::now();
+        if common::try_request(socket, "GET", "/steps", b"").is_some() {
+            out.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    out
+}
+
+fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99))
+}
+
+#[test]
+#[ignore = "a benchmark: make bench runs it"]
+fn bench_steps_latency_while_ten_megabytes_of_logs_drain() {
+    require_containers!("log push drain bench");
+    let r = rig("lg-bench", &["TERN_CONSOLE_MAXSIZE=33554432"]);
+    // 10 MB of console lines, held on the device (the hub refuses them for now).
+    r.hub.fail("/logs/", 503, None);
+    let all = lines("dr", 0, 100_000);
+    let bytes = text(&all);
+    feed(&r, &bytes);
+    let console = r
+        .dev
+        .d
+        .storage
+        .join(format!("logs/0/{}/lxc/console.log", r.app));
+    assert!(wait_for(secs(60), || {
+        std::fs::metadata(&console).is_ok_and(|m| m.len() >= bytes.len() as u64)
+    }));
+    let socket = r.dev.d.socket.clone();
+    let t = Instant::now();
+    let idle = steps_latencies(&socket, || t.elapsed() > secs(3));
+    let posts_before = r.hub.requests_to("/logs/").len();
+    r.hub.clear_fail("/logs/");
+    let t0 = Instant::now();
+    let during = steps_latencies(&socket, || {
+        tagged(&r, "dr").len() >= all.len() || t0.elapsed() > secs(300)
+    });
+    let drain = t0.elapsed();
+    assert_same_lines(&tagged(&r, "dr"), &all, "");
+    let posts = r.hub.requests_to("/logs/")[posts_before..]
+        .iter()
+        .filter(|p| p.status == 200)
+        .count();
+    let (p50i, p99i) = percentiles(idle);
+    let (p50d, p99d) = percentiles(during);
+    println!("log push, 10 MB of console lines (100,000 lines) drained to the hub:");
+    println!(
+        "| drain time (includes up to one backoff delay after the hub starts taking them) | {:.1} s |",
+        drain.as_secs_f64()
+    );
+    println!("| POST /logs/ answered 200 | {posts} |");
+    println!(
+        "| `GET /steps` p50 / p99, idle → while draining | {p50i:.0} / {p99i:.0} µs → {p50d:.0} / {p99d:.0} µs ({:.2}× / {:.2}×) |",
+        p50d / p50i.max(1.0),
+        p99d / p99i.max(1.0)
+    );
+}
+
+#[test]
+#[ignore = "a benchmark: make bench runs it"]
+fn bench_idle_hour_with_log_push_on() {
+    require_containers!("log push idle bench");
+    let window: u64 = std::env::var("TERN_BENCH_HUB_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    // Pantavisor's default intervals, its shipped log level (4, debug), log push on.
+    let r = rig(
+        "lg-idle",
+        &[
+            "PH_UPDATER_INTERVAL=5",
+            "PH_METADATA_USRMETA_INTERVAL=5",
+            "PH_METADATA_DEVMETA_INTERVAL=10",
+            "PV_LOG_LEVEL=4",
+        ],
+    );
+    feed(&r, &text(&lines("idle", 0, 10)));
+    wait_tagged(&r, "idle", 10, secs(30));
+    // The start's own lines drain; then nobody touches the control socket.
+    std::thread::sleep(secs(8));
+    let before = r.hub.stats();
+    let logs_before = r.hub.requests_to("/logs/").len();
+    std::thread::sleep(secs(window));
+    let after = r.hub.stats();
+    let logs = (r.hub.requests_to("/logs/").len() - logs_before) as u64 * 3600 / window;
+    let req = (after.requests - before.requests) * 3600 / window;
+    let bytes =
+        (after.bytes_in + after.bytes_out - before.bytes_in - before.bytes_out) * 3600 / window;
+    println!(
+        "log push on, quiet device, idle hour ({window} s window, intervals 5/5/10 s, PV_LOG_LEVEL=4):"
+    );
+    println!("| per idle hour | Tern | Pantavisor (research §7) |");
+    println!("|---|---|---|");
+    println!("| POST /logs/ | {logs} | ≈ 5,000 |");
+    println!("| all requests | {req} | 6,828 |");
+    println!("| bytes, both ways | {bytes} (application) | ≈ 28.8 MB (on the wire) |");
+}
