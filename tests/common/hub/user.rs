@@ -232,4 +232,9 @@ impl TestHub {
     pub fn logs(&self) -> Vec<Value> {
         self.shared.model().logs.clone()
     }
+
+    /// How many log entries the hub holds (cheap: nothing is copied).
+    pub fn log_count(&self) -> usize {
+        self.shared.model().logs.len()
+    }
 }
