@@ -29,6 +29,8 @@ pub const READ_SLICE: u64 = MAX_BODY as u64;
 /// How often the log tree is looked at for new lines (stat calls only; no request goes out
 /// unless a file grew).
 pub const SCAN_EVERY: Duration = Duration::from_secs(2);
+/// A file that was not the one the scan saw is looked at again after this.
+const RESCAN_AFTER_RACE: Duration = Duration::from_millis(100);
 /// A last line without its newline goes out once its file has not changed for this long.
 pub const TAIL_WAIT_SECS: u64 = 5;
 /// Retry delays after the hub refused or failed a batch.
@@ -288,8 +290,9 @@ impl LogPush {
             return;
         };
         if slice.bytes.is_empty() {
-            // The file changed under the scan (rotated meanwhile): look again.
-            self.rest(now);
+            // The file changed under the scan (rotated meanwhile): look again soon, not in
+            // this same turn (a file that keeps changing must not spin the loop).
+            self.rest(now + RESCAN_AFTER_RACE);
             return;
         }
         let stale = unix >= slice.mtime.0.saturating_add(TAIL_WAIT_SECS);

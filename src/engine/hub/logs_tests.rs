@@ -462,3 +462,27 @@ fn asking_for_a_body_while_scanning_or_reading_changes_nothing() {
     r.p.read(slice, r.now, r.unix);
     assert_eq!(msgs(&r.p.take_call(r.now).unwrap()).len(), 2);
 }
+
+#[test]
+fn a_file_rotated_between_the_scan_and_the_read_is_looked_at_again_shortly() {
+    let mut r = Rig::new(&["app"]);
+    r.lines("app", 0, 3);
+    let mut out = Vec::new();
+    r.p.poll(r.now, &mut out);
+    let streams = r.streams();
+    let mut out = Vec::new();
+    r.p.scanned(true, streams, r.now, r.unix, &mut out);
+    assert!(matches!(out.first(), Some(HubAction::ReadLog(_))));
+    r.rotate("app");
+    let empty = Slice {
+        bytes: Vec::new(),
+        eof: true,
+        mtime: (r.unix, 0),
+    };
+    r.p.read(empty, r.now, r.unix);
+    let mut out = Vec::new();
+    r.p.poll(r.now, &mut out);
+    assert!(out.is_empty(), "not again in the same turn");
+    r.now += Duration::from_millis(100);
+    assert_eq!(r.post(200).unwrap(), expected("app", 0, 3));
+}
