@@ -8,14 +8,19 @@
 //!
 //! A cursor names a file by identity (inode and birth time), not by name, so it follows the
 //! file when `console.log` is renamed to `console.log.1`: the rotated file is finished from
-//! the cursor, then the new `console.log` is read from 0. A cursor moves only after the hub
-//! acknowledged the lines before it, and is written durably before the next batch is cut.
-//! A kill -9 between the hub's 200 and that write sends the batch once more on the next
-//! start: at-least-once. The hub's log API has no idempotency key and reading back what it
-//! stored would cost a request per batch, so a rare duplicate is the price of never losing a
-//! line.
+//! the cursor, then the new `console.log` is read from 0.
+//!
+//! A cursor moves only after the hub acknowledged the lines before it. It is written durably
+//! at once, except while a backlog drains: then at most once a second ([`SAVE_EVERY`]), and as
+//! soon as the drain stops or the hub fails. Two fsyncs per 200-line batch would stall the
+//! loop (and the control socket) for milliseconds hundreds of times a drain; once a second
+//! they do not. A kill -9 between the hub's 200 and the cursor write sends what was
+//! acknowledged since the last write (that batch, or the last second's batches while
+//! draining) once more on the next start: at-least-once, each line at most twice. The hub's
+//! log API has no idempotency key and reading back what it stored would cost a request per
+//! batch, so a rare duplicate is the price of never losing a line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -29,6 +34,8 @@ pub const READ_SLICE: u64 = MAX_BODY as u64;
 /// How often the log tree is looked at for new lines (stat calls only; no request goes out
 /// unless a file grew).
 pub const SCAN_EVERY: Duration = Duration::from_secs(2);
+/// While a backlog drains, cursors are written at most this often.
+pub const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// A file that was not the one the scan saw is looked at again after this.
 const RESCAN_AFTER_RACE: Duration = Duration::from_millis(100);
 /// A last line without its newline goes out once its file has not changed for this long.
@@ -159,6 +166,9 @@ pub struct LogPush {
     next_stream: usize,
     /// Streams whose only unsent bytes are an unfinished last line, by (ino, len) then.
     waiting: BTreeMap<String, (u64, u64)>,
+    /// Cursors moved since they were last written, and when that was.
+    unsaved: BTreeSet<String>,
+    saved_at: Option<Instant>,
 }
 
 impl LogPush {
@@ -173,6 +183,8 @@ impl LogPush {
             line_limit: MAX_LINES,
             next_stream: 0,
             waiting: BTreeMap::new(),
+            unsaved: BTreeSet::new(),
+            saved_at: None,
         }
     }
 
@@ -227,6 +239,7 @@ impl LogPush {
         }
         if !enabled {
             self.streams.clear();
+            self.save(now, out);
             self.rest(now + SCAN_EVERY);
             return;
         }
@@ -239,6 +252,7 @@ impl LogPush {
             .collect();
         for log in gone {
             self.cursors.remove(&log);
+            self.unsaved.remove(&log);
             out.push(HubAction::SaveLogCursor { log, cursor: None });
         }
         self.streams = streams;
@@ -271,6 +285,8 @@ impl LogPush {
             };
             return;
         }
+        // Nothing left to send: the drain (if any) is over, its cursors go to disk now.
+        self.save(now, out);
         self.rest(now + SCAN_EVERY);
     }
 
@@ -359,7 +375,7 @@ impl LogPush {
             200..=299 => {
                 self.backoff.reset();
                 self.line_limit = (self.line_limit * 2).min(MAX_LINES);
-                self.advance(path, after, out);
+                self.advance(path, after, now, out);
                 self.rest(now);
             }
             // Refused for now (auth, timeout, rate): the same lines later.
@@ -373,6 +389,7 @@ impl LogPush {
                     ),
                 });
                 self.not_before = Some(now + delay);
+                self.save(now, out);
                 self.rest(now);
             }
             // The hub will never take this batch: find the line it refuses, by halves.
@@ -386,18 +403,30 @@ impl LogPush {
                     msg: format!("log push: the hub refused a line of {path} ({status}); dropped"),
                 });
                 self.line_limit = MAX_LINES;
-                self.advance(path, after, out);
+                self.advance(path, after, now, out);
                 self.rest(now);
             }
         }
     }
 
-    fn advance(&mut self, path: String, after: Cursor, out: &mut Vec<HubAction>) {
+    fn advance(&mut self, path: String, after: Cursor, now: Instant, out: &mut Vec<HubAction>) {
         self.cursors.insert(path.clone(), after);
-        out.push(HubAction::SaveLogCursor {
-            log: path,
-            cursor: Some(after),
-        });
+        self.unsaved.insert(path);
+        if self.saved_at.is_none_or(|t| now >= t + SAVE_EVERY) {
+            self.save(now, out);
+        }
+    }
+
+    /// Write every cursor that moved since its last write.
+    fn save(&mut self, now: Instant, out: &mut Vec<HubAction>) {
+        if self.unsaved.is_empty() {
+            return;
+        }
+        for log in std::mem::take(&mut self.unsaved) {
+            let cursor = self.cursors.get(&log).copied();
+            out.push(HubAction::SaveLogCursor { log, cursor });
+        }
+        self.saved_at = Some(now);
     }
 }
 

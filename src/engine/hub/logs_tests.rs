@@ -30,6 +30,8 @@ struct Rig {
     hub: Vec<String>,
     /// Bodies posted (acknowledged or not).
     posts: usize,
+    /// Actions of `out` already looked at for saves.
+    noted: usize,
 }
 
 fn stat(ino: u64, data: &[u8], mtime: u64) -> FileStat {
@@ -55,6 +57,7 @@ impl Rig {
             saved: None,
             hub: Vec::new(),
             posts: 0,
+            noted: 0,
         };
         for n in names {
             let ino = r.ino();
@@ -144,6 +147,7 @@ impl Rig {
             let streams = self.streams();
             self.p
                 .scanned(self.enabled, streams, self.now, self.unix, &mut out);
+            self.out.extend(out.iter().cloned());
             let read = out.iter().find_map(|a| match a {
                 HubAction::ReadLog(r) => Some(r.clone()),
                 _ => None,
@@ -169,22 +173,34 @@ impl Rig {
         }
         let mut out = Vec::new();
         self.p.answered(status, self.now, &mut out);
-        for a in &out {
+        self.out.extend(out);
+        self.note_saves();
+        Some(msgs)
+    }
+    /// The cursors as the storage would hold them after every save so far.
+    fn note_saves(&mut self) {
+        for a in std::mem::take(&mut self.out_pending()) {
             if let HubAction::SaveLogCursor { log, cursor } = a {
                 let saved = self.saved.get_or_insert_with(BTreeMap::new);
                 match cursor {
-                    Some(c) => saved.insert(log.clone(), *c),
-                    None => saved.remove(log),
+                    Some(c) => saved.insert(log.clone(), c),
+                    None => saved.remove(&log),
                 };
             }
         }
-        self.out.extend(out);
-        Some(msgs)
+    }
+    fn out_pending(&mut self) -> Vec<HubAction> {
+        let new = self.out[self.noted..].to_vec();
+        self.noted = self.out.len();
+        new
     }
     /// Post with a hub that refuses (400) any batch holding `bad`, until nothing is left.
     fn drain(&mut self, bad: Option<&str>) {
         for _ in 0..1000 {
-            let Some(body) = self.next_body() else { return };
+            let Some(body) = self.next_body() else {
+                self.note_saves();
+                return;
+            };
             self.posts += 1;
             let msgs = msgs(&body);
             let refuse = bad.is_some_and(|b| msgs.iter().any(|m| m.contains(b)));
@@ -195,6 +211,7 @@ impl Rig {
             self.p
                 .answered(if refuse { 400 } else { 200 }, self.now, &mut out);
             self.out.extend(out);
+            self.note_saves();
         }
         panic!("never drained");
     }
@@ -356,16 +373,16 @@ fn restarting_from_the_saved_cursors_sends_nothing_twice() {
     let mut r = Rig::new(&["app", "web"]);
     r.lines("app", 0, 250);
     r.lines("web", 0, 10);
-    r.post(200).unwrap();
-    r.post(200).unwrap();
+    r.drain(None);
     let saved = r.saved.clone().unwrap();
     r.p = LogPush::new(2);
     r.p.enable(saved, r.now);
+    r.lines("web", 10, 12);
     r.drain(None);
     let mut got = r.hub.clone();
     got.sort();
     let mut want = expected("app", 0, 250);
-    want.extend(expected("web", 0, 10));
+    want.extend(expected("web", 0, 12));
     want.sort();
     assert_eq!(got, want);
 }
@@ -485,4 +502,29 @@ fn a_file_rotated_between_the_scan_and_the_read_is_looked_at_again_shortly() {
     assert!(out.is_empty(), "not again in the same turn");
     r.now += Duration::from_millis(100);
     assert_eq!(r.post(200).unwrap(), expected("app", 0, 3));
+}
+
+#[test]
+fn while_a_backlog_drains_cursors_are_written_once_a_second_and_at_its_end() {
+    let mut r = Rig::new(&["app"]);
+    r.lines("app", 0, 1000);
+    let saves = |r: &Rig| {
+        r.out
+            .iter()
+            .filter(|a| matches!(a, HubAction::SaveLogCursor { .. }))
+            .count()
+    };
+    r.post(200).unwrap();
+    assert_eq!(saves(&r), 1, "the first acknowledgement is written at once");
+    r.post(200).unwrap();
+    r.post(200).unwrap();
+    assert_eq!(saves(&r), 1, "within the second: not yet");
+    r.now += SAVE_EVERY;
+    r.post(200).unwrap();
+    assert_eq!(saves(&r), 2);
+    r.drain(None);
+    assert_eq!(saves(&r), 3, "the end of the drain");
+    let end = r.logs[0].live.1.len() as u64;
+    assert_eq!(r.saved.as_ref().unwrap()["app"].offset, end);
+    assert_eq!(r.hub, expected("app", 0, 1000));
 }
