@@ -5,8 +5,6 @@
 //! Pure: bytes in, a JSON body and how many bytes of the slice it covers out. It never reads
 //! a file or a clock; the times it stamps come in with the slice.
 
-use serde_json::{Value, json};
-
 /// The hub's batch caps (as Pantavisor's pusher: research §6).
 pub const MAX_LINES: usize = 200;
 pub const MAX_BODY: usize = 256 * 1024;
@@ -91,39 +89,45 @@ pub fn build(
         + escaped_len(origin.src.as_bytes());
     // Two brackets; the rest is for entries.
     let mut room = max_body.saturating_sub(2);
-    let mut entries: Vec<Value> = Vec::new();
+    // The JSON is written directly (a tree of values per line cost more than the rest of a
+    // batch's work in the loop); the fields common to every entry are escaped once.
+    let tail = origin_fields(origin);
+    let mut body = Vec::with_capacity(slice.len().min(max_body) + 1024);
+    body.push(b'[');
+    let mut lines = 0;
     let mut pos = 0;
-    while entries.len() < max_lines.max(1) && pos < slice.len() {
+    while lines < max_lines.max(1) && pos < slice.len() {
         let rest = &slice[pos..];
         let (line, step, complete) = match rest.iter().position(|&b| b == b'\n') {
             Some(i) => (&rest[..i], i + 1, true),
             None => (rest, rest.len(), false),
         };
         let cost = frame + escaped_len(line);
-        if !complete && !flush_tail && (cost <= room || !entries.is_empty()) {
+        if !complete && !flush_tail && (cost <= room || lines > 0) {
             // An unfinished line that fits: wait for the rest of it.
             break;
         }
         if cost <= room {
-            entries.push(entry(line, origin));
+            entry(&mut body, lines, line, origin, &tail);
+            lines += 1;
             room -= cost;
             pos += step;
             continue;
         }
-        if !entries.is_empty() {
+        if lines > 0 {
             break;
         }
         // One line bigger than a whole body: send its first piece; the rest follows.
         let take = prefix_fitting(line, room.saturating_sub(frame));
-        entries.push(entry(&line[..take], origin));
+        entry(&mut body, lines, &line[..take], origin, &tail);
+        lines += 1;
         pos += take;
         break;
     }
-    if entries.is_empty() {
+    if lines == 0 {
         return None;
     }
-    let lines = entries.len();
-    let body = serde_json::to_vec(&Value::Array(entries)).ok()?;
+    body.push(b']');
     Some(Batch {
         body,
         consumed: pos,
@@ -131,16 +135,66 @@ pub fn build(
     })
 }
 
-fn entry(line: &[u8], origin: &Origin) -> Value {
-    let text = String::from_utf8_lossy(line);
-    if origin.own
-        && let Some((tsec, lvl, msg)) = parse_own_line(&text)
-    {
-        return json!({"tsec": tsec, "tnano": 0, "lvl": lvl, "src": origin.src,
-            "plat": origin.plat, "rev": origin.rev, "msg": msg});
+/// `,"src":…,"plat":…,"rev":…,"msg":"` — the same for every entry of a batch.
+fn origin_fields(origin: &Origin) -> Vec<u8> {
+    let mut t = Vec::new();
+    for (key, value) in [
+        ("src", &origin.src),
+        ("plat", &origin.plat),
+        ("rev", &origin.rev),
+    ] {
+        t.extend_from_slice(format!(",\"{key}\":\"").as_bytes());
+        escape_into(&mut t, value);
+        t.push(b'"');
     }
-    json!({"tsec": origin.mtime.0, "tnano": origin.mtime.1, "lvl": "INFO", "src": origin.src,
-        "plat": origin.plat, "rev": origin.rev, "msg": text})
+    t.extend_from_slice(b",\"msg\":\"");
+    t
+}
+
+/// One entry, `{"tsec","tnano","lvl","src","plat","rev","msg"}` in Pantavisor's order.
+fn entry(body: &mut Vec<u8>, index: usize, line: &[u8], origin: &Origin, tail: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    let (tsec, tnano, lvl, msg) = match parse_own_line(&text).filter(|_| origin.own) {
+        Some((tsec, lvl, msg)) => (tsec, 0, lvl, msg),
+        None => (origin.mtime.0, origin.mtime.1, "INFO", &*text),
+    };
+    if index > 0 {
+        body.push(b',');
+    }
+    body.extend_from_slice(
+        format!("{{\"tsec\":{tsec},\"tnano\":{tnano},\"lvl\":\"{lvl}\"").as_bytes(),
+    );
+    body.extend_from_slice(tail);
+    escape_into(body, msg);
+    body.extend_from_slice(b"\"}");
+}
+
+/// `s` as the inside of a JSON string: quotes, backslashes and control characters escaped,
+/// everything else (UTF-8 included) as it is.
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..0x20 => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
 }
 
 /// `2026-12-06T06:12:19Z INFO  hub: idle` → (unix seconds, level as Pantavisor names it,
@@ -186,6 +240,7 @@ fn parse_utc(s: &str) -> Option<u64> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn console() -> Origin {
         Origin {
@@ -214,6 +269,53 @@ mod tests {
             v[0],
             json!({"tsec": 1_700_000_000u64, "tnano": 5, "lvl": "INFO", "src": "lxc/console.log",
                 "plat": "app", "rev": "0", "msg": "one"})
+        );
+    }
+
+    #[test]
+    fn every_byte_survives_the_json() {
+        let line = "q\"b\\s/\u{8}\u{c}\t\r\u{1}\u{1f}\u{7f}é€😀 ";
+        let o = Origin {
+            src: "a\"b".into(),
+            ..console()
+        };
+        let b = build(
+            format!("{line}\n").as_bytes(),
+            &o,
+            MAX_LINES,
+            MAX_BODY,
+            false,
+        )
+        .unwrap();
+        let v: Vec<Value> = serde_json::from_slice(&b.body).unwrap();
+        assert_eq!(
+            (v[0]["msg"].as_str(), v[0]["src"].as_str()),
+            (Some(line), Some("a\"b"))
+        );
+        let keys: Vec<&str> = b
+            .body
+            .split(|c| *c == b',')
+            .take(7)
+            .map(|k| {
+                std::str::from_utf8(k)
+                    .unwrap()
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .trim_start_matches("[{")
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "\"tsec\"",
+                "\"tnano\"",
+                "\"lvl\"",
+                "\"src\"",
+                "\"plat\"",
+                "\"rev\"",
+                "\"msg\""
+            ]
         );
     }
 
