@@ -19,6 +19,7 @@ pub mod net;
 pub mod reactor;
 pub mod runtime;
 pub mod sig;
+pub mod sig_command;
 pub mod spec;
 pub mod store;
 pub mod sysinfo;
