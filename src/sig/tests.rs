@@ -729,3 +729,19 @@ fn the_oem_store_serves_a_leaf_named_like_the_oem_unless_it_signs_the_bsp() {
         "default trust store",
     );
 }
+
+#[test]
+fn the_parser_test_datas_placeholder_signatures_are_refused_with_a_reason() {
+    let text = include_str!("../spec/testdata/device_json_groups.json");
+    let state: Value = serde_json::from_str(text).unwrap();
+    let r = check(&state, &Trust::default(), Mode::Lenient, NOW);
+    assert_eq!(r.refusal, Some(Refusal::Validation));
+    assert_eq!(r.signatures.len(), 5);
+    for s in &r.signatures {
+        assert_eq!(s.alg.as_deref(), Some("ES256"));
+        assert_eq!(
+            s.verdict,
+            Err("protected header has no pvs selection (include/exclude)".to_string())
+        );
+    }
+}
