@@ -20,6 +20,20 @@ pub fn run(opts: &SigOpts) -> ExitCode {
     match prepare(opts) {
         Ok((state, trust, mode, at)) => {
             let report = sig::check(&state, &trust, mode, at);
+            if mode != Mode::Disabled {
+                // What the verdicts were judged against, so an empty store is not a mystery.
+                println!(
+                    "trust: {} CA certificates, {} OEM CA certificates, {}; time {}",
+                    trust.ca.len(),
+                    trust.oem_ca.len(),
+                    if trust.pub_key.is_some() {
+                        "pub.pem"
+                    } else {
+                        "no pub.pem"
+                    },
+                    crate::store::trails::format_utc(at)
+                );
+            }
             print!("{}", render(&report, mode));
             if report.refusal.is_some() {
                 ExitCode::from(1)

@@ -4,6 +4,7 @@
 //! `--trust` with the sub-CA or the root as the anchor, the device's own trust stores found
 //! under `PV_SYSTEM_ETCDIR`, and usage errors.
 
+#![cfg(feature = "sig")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -110,12 +110,10 @@ fn match_component(pat: &[u8], name: &[u8]) -> bool {
             star = Some((p, n));
             continue;
         }
-        if let Some((consumed, ok)) = single(&pat[p..], &name[n..]) {
-            if ok {
-                p += consumed.0;
-                n += consumed.1;
-                continue;
-            }
+        if let Some((consumed, true)) = single(&pat[p..], &name[n..]) {
+            p += consumed.0;
+            n += consumed.1;
+            continue;
         }
         match star {
             Some((sp, sn)) => {
@@ -177,9 +175,7 @@ fn class_matches(body: &[u8], ch: &[u8]) -> Option<bool> {
         None => (false, text),
     };
     let mut chars = text.chars().peekable();
-    if chars.peek().is_none() {
-        return None;
-    }
+    chars.peek()?;
     let mut hit = false;
     while let Some(mut low) = chars.next() {
         if low == '-' {

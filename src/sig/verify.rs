@@ -76,6 +76,9 @@ pub fn check(state: &Value, trust: &Trust, mode: Mode, now_unix: u64) -> Report 
     report
 }
 
+/// A signature's include and exclude globs.
+type Selection = (Vec<String>, Vec<String>);
+
 /// One signature's verdict, and its include/exclude globs when the header could be read.
 fn check_one(
     name: &str,
@@ -83,7 +86,7 @@ fn check_one(
     state: &Map<String, Value>,
     trust: &Trust,
     now_unix: u64,
-) -> (SigReport, Option<(Vec<String>, Vec<String>)>) {
+) -> (SigReport, Option<Selection>) {
     let mut report = SigReport {
         key: name.to_string(),
         alg: jws::peek_alg(value),
