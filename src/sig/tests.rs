@@ -745,3 +745,41 @@ fn the_parser_test_datas_placeholder_signatures_are_refused_with_a_reason() {
         );
     }
 }
+
+#[test]
+fn a_hostile_state_is_bounded_in_signatures_and_globs() {
+    let p = pki(Curve::P256);
+    let mut s = state();
+    let many: Vec<String> = (0..65).map(|i| format!("g{i}")).collect();
+    let globs: Vec<&str> = many.iter().map(String::as_str).collect();
+    let key = sign(
+        &mut s,
+        &p.signer,
+        &Sig {
+            include: Some(globs),
+            ..Sig::part("wide")
+        },
+    );
+    assert_fails(
+        &check(&s, &p.trust(), Mode::Lenient, NOW),
+        &key,
+        "pvs.include has 65 globs, more than 64",
+    );
+
+    let mut s = state();
+    for i in 0..70 {
+        s[format!("_sigs/s{i:02}.json").as_str()] = json!({"#spec": "pvs@2"});
+    }
+    let r = check(&s, &p.trust(), Mode::Audit, NOW);
+    assert_eq!(r.signatures.len(), 70, "every one reported");
+    let unchecked = r
+        .signatures
+        .iter()
+        .filter(|s| {
+            s.verdict
+                .as_ref()
+                .is_err_and(|e| e.starts_with("not checked"))
+        })
+        .count();
+    assert_eq!(unchecked, 6);
+}
