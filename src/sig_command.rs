@@ -87,7 +87,7 @@ fn prepare(opts: &SigOpts) -> Result<(serde_json::Value, Trust, Mode, u64), Stri
                 .get("PV_OEM_NAME")
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
-            pub_key: trust::load_trust(&config).pub_key,
+            pub_key: trust::read_public_key(&trust::trust_dir(&config).join("pub.pem")).ok(),
         }
     };
     if let Some(path) = &opts.pub_key {
