@@ -17,6 +17,7 @@ pub mod logger;
 pub mod net;
 pub mod reactor;
 pub mod runtime;
+pub mod secureboot;
 pub mod sig;
 pub mod spec;
 pub mod store;

@@ -1,0 +1,181 @@
+//! Where revisions meet their signatures: the device's trust and secureboot mode, one check
+//! that every entry point (PUT /steps, hub steps, LOCAL_RUN and friends, the boot of a try,
+//! the factory seed) calls, logging each finding, and the findings of the revision that runs
+//! (device meta `pantavisor.secureboot`).
+//!
+//! It never verifies a signature itself (that is [`crate::sig::check`]) and never reads the
+//! trust files per request: they are read at start and on SIGHUP ([`Secureboot::reload`]).
+//! The boot-time object check lives beside it in [`checksum`].
+
+pub mod boot;
+pub mod checksum;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::Config;
+use crate::sig::{Mode, Refusal, Trust};
+
+/// Revisions whose findings are remembered for device meta (the running one, the one being
+/// tried, a few uploads): enough for every revision that can run, bounded whatever a client
+/// uploads.
+const REMEMBERED: usize = 4;
+
+/// What the device trusts, and what its recent checks found.
+#[derive(Debug, Default)]
+pub struct Secureboot {
+    pub trust: Trust,
+    /// (revision, findings) of the latest checks, newest last.
+    findings: Vec<(String, Vec<String>)>,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub mode: Mode,
+    /// `Some` when the mode refuses the revision.
+    pub refusal: Option<Refusal>,
+    /// One line per problem (audit lets all of them through).
+    pub findings: Vec<String>,
+}
+
+impl Verdict {
+    /// Pantavisor's status string of the refusal, for progress and the 422 body.
+    pub fn refused(&self) -> Option<&'static str> {
+        self.refusal.map(Refusal::message)
+    }
+}
+
+/// `PV_SECUREBOOT_MODE`. The configuration refuses any other word (exit 2 at start, a refused
+/// reload on SIGHUP), so the fallback below is never a silent weakening: it is the strictest.
+pub fn mode_of(config: &Config) -> Mode {
+    config
+        .get("PV_SECUREBOOT_MODE")
+        .and_then(Mode::parse)
+        .unwrap_or(Mode::Strict)
+}
+
+/// The time certificates are judged at: the device clock, never earlier than the build (a
+/// device without a clock would otherwise refuse every certificate as not yet valid).
+pub fn now_unix() -> u64 {
+    let floor: u64 = env!("TERN_BUILD_UNIX").parse().unwrap_or(0);
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .max(floor)
+}
+
+/// The trust stores under `PV_SYSTEM_ETCDIR`. Until the verifier's loader is merged from
+/// branch sig-core this trusts nothing (so every signature fails, as the skeleton verifier
+/// makes it anyway); the merge replaces this body with a call to that loader.
+fn load_trust(config: &Config) -> Trust {
+    let _ = config;
+    Trust::default()
+}
+
+impl Secureboot {
+    /// Read the trust stores of `config` (at start and on SIGHUP).
+    pub fn load(config: &Config) -> Secureboot {
+        Secureboot {
+            trust: load_trust(config),
+            findings: Vec::new(),
+        }
+    }
+
+    /// SIGHUP: the trust files again (the mode is read from the config at each check).
+    pub fn reload(&mut self, config: &Config) {
+        self.trust = load_trust(config);
+    }
+
+    /// Check revision `rev` (`state`: its state JSON) under the configured mode, logging every
+    /// finding (as warnings in audit mode, where nothing is refused) and the refusal.
+    /// `what` says where the check happens, for the log.
+    pub fn check(&self, config: &Config, what: &str, rev: &str, state: &[u8]) -> Verdict {
+        // Every entry point runs the state parser first; a state that is not JSON gets here
+        // only if one forgot, and is refused.
+        let doc = serde_json::from_slice(state).unwrap_or(serde_json::Value::Null);
+        self.check_doc(config, what, rev, &doc)
+    }
+
+    /// [`Secureboot::check`] of a state already parsed as JSON.
+    pub fn check_doc(
+        &self,
+        config: &Config,
+        what: &str,
+        rev: &str,
+        doc: &serde_json::Value,
+    ) -> Verdict {
+        let mode = mode_of(config);
+        if mode == Mode::Disabled {
+            return Verdict {
+                mode,
+                refusal: None,
+                findings: Vec::new(),
+            };
+        }
+        let report = if doc.is_object() {
+            crate::sig::check(doc, &self.trust, mode, now_unix())
+        } else {
+            crate::sig::Report {
+                refusal: Some(Refusal::Validation),
+                ..crate::sig::Report::default()
+            }
+        };
+        let findings = report.findings();
+        let verdict = Verdict {
+            mode,
+            refusal: report.refusal,
+            findings,
+        };
+        log_verdict(what, rev, &verdict);
+        verdict
+    }
+
+    /// Remember what a check of `rev` found, for device meta once it runs.
+    pub fn remember(&mut self, rev: &str, verdict: &Verdict) {
+        self.findings.retain(|(r, _)| r != rev);
+        if self.findings.len() >= REMEMBERED {
+            self.findings.remove(0);
+        }
+        self.findings
+            .push((rev.to_string(), verdict.findings.clone()));
+    }
+
+    /// Device meta `pantavisor.secureboot` for the running revision `rev`: the mode and the
+    /// findings of its latest check (none when it was never checked since the start).
+    pub fn meta(&self, config: &Config, rev: &str) -> Option<String> {
+        let mode = mode_of(config);
+        if mode == Mode::Disabled {
+            return None;
+        }
+        let findings = self
+            .findings
+            .iter()
+            .rev()
+            .find(|(r, _)| r == rev)
+            .map(|(_, f)| f.clone())
+            .unwrap_or_default();
+        Some(serde_json::json!({ "mode": mode.as_str(), "findings": findings }).to_string())
+    }
+}
+
+fn log_verdict(what: &str, rev: &str, v: &Verdict) {
+    let level = match (v.mode, v.refusal) {
+        (_, Some(_)) => log::Level::Error,
+        _ => log::Level::Warn,
+    };
+    for f in &v.findings {
+        log::log!(level, "secureboot: {what} {rev}: {f}");
+    }
+    match v.refusal {
+        Some(r) => log::error!(
+            "secureboot: {what} {rev}: refused in {} mode: {}",
+            v.mode.as_str(),
+            r.message()
+        ),
+        None if v.mode == Mode::Audit && !v.findings.is_empty() => log::warn!(
+            "secureboot: {what} {rev}: in secureboot audit mode, so we will pass the bad \
+             signatures as good ones"
+        ),
+        None => log::debug!("secureboot: {what} {rev}: accepted ({})", v.mode.as_str()),
+    }
+}
