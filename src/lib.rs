@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod clock_floor;
 pub mod config;
 pub mod ctl;
 pub mod daemon;

@@ -1,0 +1,156 @@
+//! The verifier behind [`super::check`]: every `pvs@2` value of the state checked (no early
+//! exit), the payload recomputed canonically from the state (so a pretty-printed state
+//! verifies), coverage counted, and the mode's verdict.
+//!
+//! Mode table (Pantavisor's, except that audit never refuses):
+//!
+//! | mode     | no signatures | a signature fails | a key not covered |
+//! |----------|---------------|-------------------|-------------------|
+//! | disabled | accepted      | accepted          | accepted          |
+//! | audit    | accepted, reported | accepted, reported | accepted, reported |
+//! | lenient  | accepted      | Validation        | accepted          |
+//! | strict   | Uncovered     | Validation        | Uncovered         |
+//!
+//! A key is covered when a signature that verified includes or excludes it; `_sigs/` keys
+//! never need coverage. Uncovered keys are listed in audit and strict only.
+
+use serde_json::{Map, Value};
+
+use super::base64::encode_url;
+use super::der;
+use super::glob::matches;
+use super::jws;
+use super::key;
+use super::{Mode, Refusal, Report, SigReport, Trust};
+
+pub fn check(state: &Value, trust: &Trust, mode: Mode, now_unix: u64) -> Report {
+    let mut report = Report {
+        mode: Some(mode),
+        ..Report::default()
+    };
+    if mode == Mode::Disabled {
+        return report;
+    }
+    let empty = Map::new();
+    let entries = match state.as_object() {
+        Some(m) => m,
+        None => {
+            report.notes.push("the state is not a JSON object".into());
+            &empty
+        }
+    };
+    let mut covered = vec![false; entries.len()];
+    for (name, value) in entries {
+        if !jws::is_signature(value) {
+            continue;
+        }
+        let (sig, selection) = check_one(name, value, entries, trust, now_unix);
+        if sig.verdict.is_ok()
+            && let Some((include, exclude)) = selection
+        {
+            for (i, k) in entries.keys().enumerate() {
+                if include.iter().chain(exclude.iter()).any(|g| matches(g, k)) {
+                    covered[i] = true;
+                }
+            }
+        }
+        report.signatures.push(sig);
+    }
+    let failed = report.signatures.iter().any(|s| s.verdict.is_err()) || !report.notes.is_empty();
+    if matches!(mode, Mode::Audit | Mode::Strict) {
+        report.uncovered = entries
+            .keys()
+            .zip(&covered)
+            .filter(|(k, c)| !**c && !k.starts_with("_sigs/"))
+            .map(|(k, _)| k.clone())
+            .collect();
+    }
+    report.refusal = match mode {
+        Mode::Disabled | Mode::Audit => None,
+        _ if failed => Some(Refusal::Validation),
+        Mode::Strict if report.signatures.is_empty() || !report.uncovered.is_empty() => {
+            Some(Refusal::Uncovered)
+        }
+        _ => None,
+    };
+    report
+}
+
+/// One signature's verdict, and its include/exclude globs when the header could be read.
+fn check_one(
+    name: &str,
+    value: &Value,
+    state: &Map<String, Value>,
+    trust: &Trust,
+    now_unix: u64,
+) -> (SigReport, Option<(Vec<String>, Vec<String>)>) {
+    let mut report = SigReport {
+        key: name.to_string(),
+        alg: jws::peek_alg(value),
+        signer: None,
+        selected: Vec::new(),
+        verdict: Ok(()),
+    };
+    let parsed = match jws::parse(value) {
+        Ok(p) => p,
+        Err(e) => {
+            report.verdict = Err(e);
+            return (report, None);
+        }
+    };
+    let selected: Map<String, Value> = state
+        .iter()
+        .filter(|(k, _)| {
+            parsed.include.iter().any(|g| matches(g, k))
+                && !parsed.exclude.iter().any(|g| matches(g, k))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    report.selected = selected.keys().cloned().collect();
+    report.verdict = verify(&parsed, &selected, &mut report.signer, trust, now_unix);
+    (report, Some((parsed.include, parsed.exclude)))
+}
+
+fn verify(
+    parsed: &jws::Jws<'_>,
+    selected: &Map<String, Value>,
+    signer: &mut Option<String>,
+    trust: &Trust,
+    now_unix: u64,
+) -> Result<(), String> {
+    if !key::is_known_alg(&parsed.alg) {
+        return Err(key::unknown_alg(&parsed.alg));
+    }
+    let public_key = match &parsed.x5c {
+        Some(x5c) => {
+            let (subject, cn) = key::leaf_names(x5c)?;
+            *signer = Some(subject);
+            let oem = trust.oem_name.as_deref().filter(|oem| {
+                cn.as_deref() == Some(*oem)
+                    && !selected
+                        .keys()
+                        .any(|k| matches("bsp/**", k) || matches(&format!("{oem}/**"), k))
+            });
+            let (anchors, store) = match oem {
+                Some(_) => (&trust.oem_ca, "OEM"),
+                None => (&trust.ca, "default"),
+            };
+            key::verify_chain(x5c, anchors, store, now_unix)?
+        }
+        None => {
+            let spki = trust.pub_key.as_deref().ok_or(
+                "no x5c and no pub.pem: the signer's key is unknown (an embedded jwk is never trusted)",
+            )?;
+            *signer = Some("pub.pem".into());
+            der::public_key(spki).map_err(|e| format!("pub.pem: {e}"))?
+        }
+    };
+    let payload = super::canonical::to_vec(&Value::Object(selected.clone()));
+    let input = format!("{}.{}", parsed.protected_b64, encode_url(&payload));
+    key::verify_signature(
+        &parsed.alg,
+        &public_key,
+        input.as_bytes(),
+        &parsed.signature,
+    )
+}
