@@ -10,8 +10,6 @@
 pub mod boot;
 pub mod checksum;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::config::Config;
 use crate::sig::{Mode, Refusal, Trust};
 
@@ -52,16 +50,6 @@ pub fn mode_of(config: &Config) -> Mode {
         .get("PV_SECUREBOOT_MODE")
         .and_then(Mode::parse)
         .unwrap_or(Mode::Strict)
-}
-
-/// The time certificates are judged at: the device clock, never earlier than the build (a
-/// device without a clock would otherwise refuse every certificate as not yet valid).
-pub fn now_unix() -> u64 {
-    let floor: u64 = env!("TERN_BUILD_UNIX").parse().unwrap_or(0);
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        .max(floor)
 }
 
 /// The trust stores under `PV_SYSTEM_ETCDIR`. Until the verifier's loader is merged from
@@ -113,7 +101,7 @@ impl Secureboot {
             };
         }
         let report = if doc.is_object() {
-            crate::sig::check(doc, &self.trust, mode, now_unix())
+            crate::sig::check(doc, &self.trust, mode, crate::clock_floor::now_with_floor())
         } else {
             crate::sig::Report {
                 refusal: Some(Refusal::Validation),
