@@ -585,3 +585,21 @@ fn resigning_an_unchanged_revision_restarts_no_container() {
     let log = dev.d.log_text();
     assert!(!log.contains("reboot transition"), "{log}");
 }
+
+#[test]
+fn the_trust_is_read_at_start_and_on_sighup_not_per_request() {
+    require_containers!("trust reload");
+    let trust = Trust::new("strict");
+    let dev = device(&trust);
+    let state = sig::fully_signed(base("reload"), Signer::Leaf(Alg::Es384), &["notes"]);
+    assert_eq!(put_state(&dev, "locals/a", &state).0, 200);
+    // The P-384 root leaves the device's store: nothing changes until SIGHUP.
+    let roots = [sig::pki().root(Alg::Es256), sig::pki().root(Alg::Rs256)];
+    sig::pki().install_trust(trust.dir.path(), &roots, None);
+    assert_eq!(put_state(&dev, "locals/b", &state).0, 200);
+    sighup(&dev);
+    assert_eq!(
+        put_state(&dev, "locals/c", &state),
+        (422, format!(r#"{{"Error":"Secureboot: {VALIDATION}"}}"#))
+    );
+}
