@@ -74,7 +74,7 @@ impl Mode {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Mode::Disabled => "disabled",
             Mode::Audit => "audit",
