@@ -340,6 +340,9 @@ impl Reactor {
             once,
         });
         self.execute(actions, now);
+        // Nothing to stop (only signatures changed): no container event will come to finish
+        // the transition, so look now.
+        self.check_update(now);
     }
 
     /// After every engine step: finish a pending transition, feed the revision machine.

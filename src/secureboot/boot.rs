@@ -9,10 +9,11 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::Secureboot;
 use super::checksum;
-use super::{Secureboot, mode_of};
 use crate::config::Config;
 use crate::device::Device;
+use crate::store::trust::mode_of;
 
 /// Why a revision may not boot: the progress `status-msg`, and the log's detail.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod checksum;
 
 use crate::config::Config;
 use crate::sig::{Mode, Refusal, Trust};
+use crate::store::trust::{load_trust, mode_of};
 
 /// Revisions whose findings are remembered for device meta (the running one, the one being
 /// tried, a few uploads): enough for every revision that can run, bounded whatever a client
@@ -41,23 +42,6 @@ impl Verdict {
     pub fn refused(&self) -> Option<&'static str> {
         self.refusal.map(Refusal::message)
     }
-}
-
-/// `PV_SECUREBOOT_MODE`. The configuration refuses any other word (exit 2 at start, a refused
-/// reload on SIGHUP), so the fallback below is never a silent weakening: it is the strictest.
-pub fn mode_of(config: &Config) -> Mode {
-    config
-        .get("PV_SECUREBOOT_MODE")
-        .and_then(Mode::parse)
-        .unwrap_or(Mode::Strict)
-}
-
-/// The trust stores under `PV_SYSTEM_ETCDIR`. Until the verifier's loader is merged from
-/// branch sig-core this trusts nothing (so every signature fails, as the skeleton verifier
-/// makes it anyway); the merge replaces this body with a call to that loader.
-fn load_trust(config: &Config) -> Trust {
-    let _ = config;
-    Trust::default()
 }
 
 impl Secureboot {
