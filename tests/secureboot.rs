@@ -264,6 +264,10 @@ fn a_pretty_printed_signed_state_verifies_in_strict_mode() {
 /// The 422 a refused upload gets, and nothing of it on disk.
 fn assert_put_refused(dev: &Device, rev: &str, case: &Case, msg: &str) {
     let (status, body) = put_state(dev, rev, &(case.state)());
+    println!(
+        "observed | {} | PUT /steps/{rev} | {status} {body}",
+        case.name
+    );
     assert_eq!(status, 422, "{}: PUT /steps/{rev}: {body}", case.name);
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap(),
@@ -296,6 +300,9 @@ fn put_steps_refuses_each_bad_signature_with_422_and_keeps_nothing() {
         }
         assert_eq!(dev.current(), "0");
         let log = dev.d.log_text();
+        for line in log.lines().filter(|l| l.contains("secureboot: PUT /steps")) {
+            println!("observed log ({mode}) | {line}");
+        }
         assert!(log.contains("_sigs/notes.json: "), "{log}");
         assert!(
             mode == "lenient" || log.contains("extra.json is not covered by any signature"),
@@ -342,21 +349,27 @@ fn audit_lets_each_bad_signature_through_with_a_warning_and_lists_it_in_device_m
 #[test]
 fn local_run_of_a_stored_bad_revision_is_accepted_then_wontgo() {
     require_containers!("LOCAL_RUN refusals");
+    // Every op that runs a stored revision checks it first.
+    let ops = ["LOCAL_RUN", "LOCAL_RUN_COMMIT", "TRY_ONCE", "LOCAL_APPLY"];
     let trust = Trust::new("audit");
     let dev = device(&trust);
     for (i, case) in cases().iter().enumerate() {
-        let (status, _) = put_state(&dev, &format!("locals/run{i}"), &(case.state)());
-        assert_eq!(status, 200, "{}", case.name);
+        for op in ops {
+            let (status, _) = put_state(&dev, &format!("locals/{op}-{i}"), &(case.state)());
+            assert_eq!(status, 200, "{}", case.name);
+        }
     }
     trust.set_mode("strict");
     sighup(&dev);
-    // Every op that runs a stored revision checks it first.
-    let ops = ["LOCAL_RUN", "LOCAL_RUN_COMMIT", "TRY_ONCE", "LOCAL_APPLY"];
-    for (i, case) in cases().iter().enumerate() {
-        let rev = format!("locals/run{i}");
-        let op = ops[i % ops.len()];
+    let all = cases();
+    for ((i, case), op) in all.iter().enumerate().flat_map(|c| ops.map(|op| (c, op))) {
+        let rev = format!("locals/{op}-{i}");
         assert_eq!(dev.command(op, &rev), (200, String::new()), "{}", case.name);
         let (_, msg) = dev.wait_progress(&rev, "WONTGO", secs(10));
+        println!(
+            "observed | {} | {op} | 200, progress WONTGO {msg}",
+            case.name
+        );
         assert_eq!(msg, case.msg, "{}: {op}", case.name);
         assert_eq!(dev.current(), "0", "{}: {op}", case.name);
     }
@@ -390,6 +403,11 @@ fn the_boot_of_a_planted_try_with_a_bad_signature_is_error_and_rolls_back() {
         plant_try(&dev.d.storage, &rev, &(case.state)());
         dev.d.spawn();
         let (_, msg) = dev.wait_progress(&rev, "ERROR", secs(10));
+        println!(
+            "observed | {} | try boot | progress ERROR {msg}, current {}",
+            case.name,
+            dev.current()
+        );
         assert_eq!(msg, case.msg, "{}", case.name);
         assert_eq!(dev.current(), "0", "{}", case.name);
         let env: Value =
@@ -408,7 +426,7 @@ fn a_reboot_transition_into_a_revision_the_tightened_mode_refuses_rolls_back() {
     assert_eq!(put_state(&dev, "locals/r", &(case.state)()).0, 200);
     // The operator tightens the mode in the file; the running daemon has not read it yet,
     // the reboot will.
-    trust.set_mode("lenient");
+    trust.set_mode("strict");
     assert_eq!(dev.command("LOCAL_RUN_COMMIT", "locals/r").0, 200);
     let (_, msg) = dev.wait_progress("locals/r", "ERROR", secs(30));
     assert_eq!(msg, VALIDATION);
@@ -451,6 +469,12 @@ fn a_factory_with_a_bad_signature_stops_the_start() {
             }
             let (out, log, started) = run(mode, &(case.state)());
             let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr.lines().last().unwrap_or_default();
+            println!(
+                "observed | {} | factory ({mode}) | exit {:?}: {last}",
+                case.name,
+                out.status.code()
+            );
             assert_eq!(
                 out.status.code(),
                 Some(1),
@@ -529,6 +553,10 @@ fn a_hub_step_with_a_bad_signature_is_wontgo_before_any_download() {
             dev.d.log_text()
         );
         let p = hub.progress(&id, rev).unwrap();
+        println!(
+            "observed | {} | hub step | {} {}",
+            case.name, p["status"], p["status-msg"]
+        );
         assert_eq!(p["status-msg"], case.msg, "{}", case.name);
         assert_eq!(dev.progress(&rev.to_string()).1, case.msg, "{}", case.name);
         assert_eq!(dev.current(), "0", "{}", case.name);
