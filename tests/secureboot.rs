@@ -633,3 +633,25 @@ fn the_trust_is_read_at_start_and_on_sighup_not_per_request() {
         (422, format!(r#"{{"Error":"Secureboot: {VALIDATION}"}}"#))
     );
 }
+
+#[test]
+fn a_committed_revision_the_trust_no_longer_accepts_runs_nothing_but_the_api_serves() {
+    require_containers!("committed refused");
+    let trust = Trust::new("strict");
+    let mut dev = device(&trust);
+    assert_eq!(dev.d.get("/containers").status, 200);
+    // The factory's signer (P-256) is no longer trusted when the device starts again.
+    dev.d.stop();
+    let roots = [sig::pki().root(Alg::Es384)];
+    sig::pki().install_trust(trust.dir.path(), &roots, None);
+    dev.d.spawn();
+    let r = dev.d.get("/containers");
+    assert_eq!(r.sb(), (500, r#"{"Error":"State not loaded yet"}"#.into()));
+    let log = dev.d.log_text();
+    assert!(
+        log.contains(
+            "revision 0: secureboot (strict): Signature validation failed; no container runs"
+        ),
+        "{log}"
+    );
+}
