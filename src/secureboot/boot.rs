@@ -58,7 +58,7 @@ pub fn admit(
         return Ok(());
     }
     let rev_dir = device.storage.trails.rev_dir(rev);
-    if !checksum::needed(&rev_dir, unclean) {
+    if !checksum::needed(&rev_dir, unclean, objects) {
         log::info!("checksum: revision {rev} checked before, and the last run ended cleanly");
         return Ok(());
     }

@@ -4,8 +4,10 @@
 //!
 //! When it runs, and why it does not run on every boot:
 //! - `trails/<rev>/.pv/verified` is written (durably) after every object of `<rev>` hashed to
-//!   its name. A revision without it (never booted, or its last check failed or was cut off)
-//!   is checked before it runs.
+//!   its name; it holds a digest of the list of objects checked, so a revision whose state was
+//!   replaced since (a re-upload, MAKE_FACTORY) is not taken for checked. A revision without a
+//!   matching marker (never booted, replaced, or its last check failed or was cut off) is
+//!   checked before it runs.
 //! - `<storage>/boot/unclean` exists while a daemon runs: written durably before the boot
 //!   decision, removed when the daemon ends cleanly (SIGTERM, reboot, power-off). Found at a
 //!   start, the last run ended in a crash or a power cut, so the revision booting is checked
@@ -80,9 +82,23 @@ pub fn end_run(storage: &Path) {
     }
 }
 
-/// Does revision `rev_dir` need its objects hashed before it runs?
-pub fn needed(rev_dir: &Path, unclean: bool) -> bool {
-    unclean || !verified_marker(rev_dir).is_file()
+/// What the marker holds: a digest of the (name, sha256) list a check covered.
+fn list_digest(objects: &[(String, String)]) -> String {
+    let mut hasher = Sha256::new();
+    for (name, sha) in objects {
+        hasher.update(name.as_bytes());
+        hasher.update(b" ");
+        hasher.update(sha.as_bytes());
+        hasher.update(b"\n");
+    }
+    hex(&hasher.finalize())
+}
+
+/// Do the objects of revision `rev_dir` need hashing before it runs?
+pub fn needed(rev_dir: &Path, unclean: bool, objects: &[(String, String)]) -> bool {
+    unclean
+        || std::fs::read(verified_marker(rev_dir))
+            .map_or(true, |m| m != list_digest(objects).as_bytes())
 }
 
 /// Hash every object of `objects` ((name in the state, sha256)) in `objects_dir`; on success
@@ -115,7 +131,7 @@ pub fn verify(
         }
         bytes += len;
     }
-    if let Err(e) = durable::write_atomic(&marker, b"") {
+    if let Err(e) = durable::write_atomic(&marker, list_digest(objects).as_bytes()) {
         // Checked, only not remembered: the next boot hashes again.
         log::warn!("checksum: cannot write {}: {e}", marker.display());
     }
@@ -174,14 +190,17 @@ mod tests {
             ("bsp/kernel.img".to_string(), b),
             ("other/root.squashfs".to_string(), a),
         ];
-        assert!(needed(&d.join("rev"), false));
-        let h = verify(&d.join("objects"), &d.join("rev"), &objects).unwrap();
+        let rev = d.join("rev");
+        assert!(needed(&rev, false, &objects));
+        let h = verify(&d.join("objects"), &rev, &objects).unwrap();
         assert_eq!((h.objects, h.bytes), (2, 11 + 200_000));
-        assert!(!needed(&d.join("rev"), false));
+        assert!(!needed(&rev, false, &objects));
         assert!(
-            needed(&d.join("rev"), true),
+            needed(&rev, true, &objects),
             "an unclean shutdown checks again"
         );
+        // The revision's state replaced by one naming other objects: not checked yet.
+        assert!(needed(&rev, false, &objects[..1]));
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -194,7 +213,7 @@ mod tests {
         std::fs::write(d.join("objects").join(&a), b"root volumf").unwrap();
         let err = verify(&d.join("objects"), &d.join("rev"), &objects).unwrap_err();
         assert!(err.starts_with("app/root.squashfs: objects/"), "{err}");
-        assert!(needed(&d.join("rev"), false));
+        assert!(needed(&d.join("rev"), false, &objects));
         std::fs::remove_file(d.join("objects").join(&a)).unwrap();
         let err = verify(&d.join("objects"), &d.join("rev"), &objects).unwrap_err();
         assert!(err.contains("app/root.squashfs"), "{err}");
