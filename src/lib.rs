@@ -20,6 +20,7 @@ pub mod reactor;
 pub mod runtime;
 pub mod secureboot;
 pub mod sig;
+pub mod sig_command;
 pub mod spec;
 pub mod store;
 pub mod sysinfo;

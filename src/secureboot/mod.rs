@@ -14,13 +14,6 @@ use crate::config::Config;
 use crate::sig::{Mode, Refusal, Trust};
 use crate::store::trust::{load_trust, mode_of};
 
-/// Signatures a state may carry. Each one's payload is rebuilt from the state and hashed, so
-/// a check costs about (signatures x state size), on the loop; 200 signatures selecting `**`
-/// of a 400 KB state held it 1.7 s. pvr signs one signature per part (a BSP and a few
-/// containers); more than this is refused unchecked ("Signature validation failed"; audit
-/// reports it and lets the state through unchecked).
-pub const MAX_SIGNATURES: usize = 32;
-
 /// Revisions whose findings are remembered for device meta (the running one, the one being
 /// tried, a few uploads): enough for every revision that can run, bounded whatever a client
 /// uploads.
@@ -91,20 +84,7 @@ impl Secureboot {
                 findings: Vec::new(),
             };
         }
-        let signatures = doc.as_object().map_or(0, |m| {
-            m.values()
-                .filter(|v| v.get("#spec").and_then(|s| s.as_str()) == Some("pvs@2"))
-                .count()
-        });
-        let report = if signatures > MAX_SIGNATURES {
-            crate::sig::Report {
-                refusal: (mode != Mode::Audit).then_some(Refusal::Validation),
-                notes: vec![format!(
-                    "{signatures} signatures: more than {MAX_SIGNATURES} are not checked"
-                )],
-                ..crate::sig::Report::default()
-            }
-        } else if doc.is_object() {
+        let report = if doc.is_object() {
             crate::sig::check(doc, &self.trust, mode, crate::clock_floor::now_with_floor())
         } else {
             crate::sig::Report {
@@ -195,21 +175,6 @@ mod tests {
             m.insert(format!("_sigs/{i}.json"), sig);
         }
         serde_json::Value::Object(m)
-    }
-
-    #[test]
-    fn more_signatures_than_the_cap_are_refused_unchecked_except_in_audit() {
-        let sb = Secureboot::default();
-        let v = sb.check_doc(&config("lenient"), "test", "r", &with_signatures(33));
-        assert_eq!(v.refusal, Some(Refusal::Validation));
-        assert_eq!(v.findings, ["33 signatures: more than 32 are not checked"]);
-        let v = sb.check_doc(&config("audit"), "test", "r", &with_signatures(33));
-        assert_eq!(v.refusal, None);
-        assert_eq!(v.findings.len(), 1);
-        // At the cap they are checked (and these fail as signatures, one finding each).
-        let v = sb.check_doc(&config("lenient"), "test", "r", &with_signatures(32));
-        assert_eq!(v.refusal, Some(Refusal::Validation));
-        assert_eq!(v.findings.len(), 32);
     }
 
     #[test]

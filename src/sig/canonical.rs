@@ -15,6 +15,29 @@ pub fn to_vec(value: &Value) -> Vec<u8> {
     out
 }
 
+/// The canonical bytes of the object made of `entries` (in any order; keys unique), without
+/// building that object.
+pub fn object_to_vec(entries: &[(&str, &Value)]) -> Vec<u8> {
+    let mut sorted: Vec<(&str, &Value)> = entries.to_vec();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::new();
+    write_object(sorted.into_iter(), &mut out);
+    out
+}
+
+fn write_object<'a>(entries: impl Iterator<Item = (&'a str, &'a Value)>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(k, out);
+        out.push(b':');
+        write(v, out);
+    }
+    out.push(b'}');
+}
+
 fn write(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
@@ -35,18 +58,10 @@ fn write(value: &Value, out: &mut Vec<u8>) {
         Value::Object(map) => {
             // Sorted here rather than trusting the map's order: serde_json keeps insertion
             // order when any crate in the build turns on its `preserve_order` feature.
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            let mut entries: Vec<(&str, &Value)> =
+                map.iter().map(|(k, v)| (k.as_str(), v)).collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                string(k, out);
-                out.push(b':');
-                write(v, out);
-            }
-            out.push(b'}');
+            write_object(entries.into_iter(), out);
         }
     }
 }

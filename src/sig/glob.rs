@@ -12,20 +12,43 @@ const MAX_PATTERN: usize = 512;
 /// Most alternatives a pattern's `{…}` may expand to; beyond, it matches nothing.
 const MAX_ALTERNATIVES: usize = 64;
 
-/// Whether `key` matches `pattern` (a malformed pattern matches nothing, as in pvr where the
-/// error aborts the signing).
-pub fn matches(pattern: &str, key: &str) -> bool {
-    if pattern.len() > MAX_PATTERN {
-        return false;
+/// A compiled glob: its `{…}` alternatives expanded and split into components once, so a
+/// signature's globs are not re-parsed for every state key.
+pub struct Pattern {
+    /// Each alternative's components; empty when the pattern is malformed or too big (then
+    /// it matches nothing, as in pvr where such a pattern aborts the signing).
+    alternatives: Vec<Vec<String>>,
+}
+
+impl Pattern {
+    pub fn new(pattern: &str) -> Pattern {
+        let expanded = if pattern.len() > MAX_PATTERN {
+            None
+        } else {
+            expand_braces(pattern)
+        };
+        Pattern {
+            alternatives: expanded
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p.split('/').map(str::to_owned).collect())
+                .collect(),
+        }
     }
-    let Some(patterns) = expand_braces(pattern) else {
-        return false;
-    };
-    let names: Vec<&str> = key.split('/').collect();
-    patterns.iter().any(|p| {
-        let parts: Vec<&str> = p.split('/').collect();
-        match_components(&parts, &names)
-    })
+
+    /// Whether the whole `key` matches.
+    pub fn matches(&self, key: &str) -> bool {
+        let names: Vec<&str> = key.split('/').collect();
+        self.alternatives.iter().any(|parts| {
+            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+            match_components(&parts, &names)
+        })
+    }
+}
+
+/// Whether `key` matches `pattern` (compiles it each time: for one-off checks).
+pub fn matches(pattern: &str, key: &str) -> bool {
+    Pattern::new(pattern).matches(key)
 }
 
 /// `{a,b}` alternatives expanded into whole patterns (innermost first), or `None` when
@@ -110,12 +133,10 @@ fn match_component(pat: &[u8], name: &[u8]) -> bool {
             star = Some((p, n));
             continue;
         }
-        if let Some((consumed, ok)) = single(&pat[p..], &name[n..]) {
-            if ok {
-                p += consumed.0;
-                n += consumed.1;
-                continue;
-            }
+        if let Some((consumed, true)) = single(&pat[p..], &name[n..]) {
+            p += consumed.0;
+            n += consumed.1;
+            continue;
         }
         match star {
             Some((sp, sn)) => {
@@ -177,9 +198,7 @@ fn class_matches(body: &[u8], ch: &[u8]) -> Option<bool> {
         None => (false, text),
     };
     let mut chars = text.chars().peekable();
-    if chars.peek().is_none() {
-        return None;
-    }
+    chars.peek()?;
     let mut hit = false;
     while let Some(mut low) = chars.next() {
         if low == '-' {

@@ -101,12 +101,22 @@ pub fn parse(value: &Value) -> Result<Jws<'_>, String> {
     })
 }
 
+/// Most globs in one `pvs.include` or `pvs.exclude` (pvr writes a handful): every state key
+/// is matched against each, so a hostile header must not bring thousands.
+const MAX_GLOBS: usize = 64;
+
 fn globs(pvs: &Value, field: &str) -> Result<Vec<String>, String> {
     let list = pvs
         .get(field)
         .ok_or_else(|| format!("pvs.{field} is missing"))?
         .as_array()
         .ok_or_else(|| format!("pvs.{field} is not an array"))?;
+    if list.len() > MAX_GLOBS {
+        return Err(format!(
+            "pvs.{field} has {} globs, more than {MAX_GLOBS}",
+            list.len()
+        ));
+    }
     list.iter()
         .map(|g| {
             g.as_str()

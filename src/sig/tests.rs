@@ -227,7 +227,7 @@ fn std_b64(data: &[u8]) -> String {
             c => c,
         })
         .collect();
-    while s.len() % 4 != 0 {
+    while !s.len().is_multiple_of(4) {
         s.push('=');
     }
     s
@@ -728,4 +728,58 @@ fn the_oem_store_serves_a_leaf_named_like_the_oem_unless_it_signs_the_bsp() {
         &key,
         "default trust store",
     );
+}
+
+#[test]
+fn the_parser_test_datas_placeholder_signatures_are_refused_with_a_reason() {
+    let text = include_str!("../spec/testdata/device_json_groups.json");
+    let state: Value = serde_json::from_str(text).unwrap();
+    let r = check(&state, &Trust::default(), Mode::Lenient, NOW);
+    assert_eq!(r.refusal, Some(Refusal::Validation));
+    assert_eq!(r.signatures.len(), 5);
+    for s in &r.signatures {
+        assert_eq!(s.alg.as_deref(), Some("ES256"));
+        assert_eq!(
+            s.verdict,
+            Err("protected header has no pvs selection (include/exclude)".to_string())
+        );
+    }
+}
+
+#[test]
+fn a_hostile_state_is_bounded_in_signatures_and_globs() {
+    let p = pki(Curve::P256);
+    let mut s = state();
+    let many: Vec<String> = (0..65).map(|i| format!("g{i}")).collect();
+    let globs: Vec<&str> = many.iter().map(String::as_str).collect();
+    let key = sign(
+        &mut s,
+        &p.signer,
+        &Sig {
+            include: Some(globs),
+            ..Sig::part("wide")
+        },
+    );
+    assert_fails(
+        &check(&s, &p.trust(), Mode::Lenient, NOW),
+        &key,
+        "pvs.include has 65 globs, more than 64",
+    );
+
+    let mut s = state();
+    for i in 0..70 {
+        s[format!("_sigs/s{i:02}.json").as_str()] = json!({"#spec": "pvs@2"});
+    }
+    let r = check(&s, &p.trust(), Mode::Audit, NOW);
+    assert_eq!(r.signatures.len(), 70, "every one reported");
+    let unchecked = r
+        .signatures
+        .iter()
+        .filter(|s| {
+            s.verdict
+                .as_ref()
+                .is_err_and(|e| e.starts_with("not checked"))
+        })
+        .count();
+    assert_eq!(unchecked, 6);
 }

@@ -18,10 +18,14 @@ use serde_json::{Map, Value};
 
 use super::base64::encode_url;
 use super::der;
-use super::glob::matches;
+use super::glob::{Pattern, matches};
 use super::jws;
 use super::key;
 use super::{Mode, Refusal, Report, SigReport, Trust};
+
+/// Most signatures checked in one state: each costs a chain verification and a canonical
+/// payload, and a hostile state must not stall the loop. Beyond it, each fails unchecked.
+const MAX_SIGNATURES: usize = 64;
 
 pub fn check(state: &Value, trust: &Trust, mode: Mode, now_unix: u64) -> Report {
     let mut report = Report {
@@ -44,12 +48,29 @@ pub fn check(state: &Value, trust: &Trust, mode: Mode, now_unix: u64) -> Report 
         if !jws::is_signature(value) {
             continue;
         }
+        if report.signatures.len() >= MAX_SIGNATURES {
+            report.signatures.push(SigReport {
+                key: name.clone(),
+                alg: None,
+                signer: None,
+                selected: Vec::new(),
+                verdict: Err(format!(
+                    "not checked: a state may carry at most {MAX_SIGNATURES} signatures"
+                )),
+            });
+            continue;
+        }
         let (sig, selection) = check_one(name, value, entries, trust, now_unix);
         if sig.verdict.is_ok()
             && let Some((include, exclude)) = selection
         {
+            let globs: Vec<Pattern> = include
+                .iter()
+                .chain(&exclude)
+                .map(|g| Pattern::new(g))
+                .collect();
             for (i, k) in entries.keys().enumerate() {
-                if include.iter().chain(exclude.iter()).any(|g| matches(g, k)) {
+                if globs.iter().any(|g| g.matches(k)) {
                     covered[i] = true;
                 }
             }
@@ -76,6 +97,9 @@ pub fn check(state: &Value, trust: &Trust, mode: Mode, now_unix: u64) -> Report 
     report
 }
 
+/// A signature's include and exclude globs.
+type Selection = (Vec<String>, Vec<String>);
+
 /// One signature's verdict, and its include/exclude globs when the header could be read.
 fn check_one(
     name: &str,
@@ -83,7 +107,7 @@ fn check_one(
     state: &Map<String, Value>,
     trust: &Trust,
     now_unix: u64,
-) -> (SigReport, Option<(Vec<String>, Vec<String>)>) {
+) -> (SigReport, Option<Selection>) {
     let mut report = SigReport {
         key: name.to_string(),
         alg: jws::peek_alg(value),
@@ -98,22 +122,24 @@ fn check_one(
             return (report, None);
         }
     };
-    let selected: Map<String, Value> = state
+    let include: Vec<Pattern> = parsed.include.iter().map(|g| Pattern::new(g)).collect();
+    let exclude: Vec<Pattern> = parsed.exclude.iter().map(|g| Pattern::new(g)).collect();
+    // References, not copies: a state of many signatures must not hold a copy per signature.
+    let selected: Vec<(&str, &Value)> = state
         .iter()
         .filter(|(k, _)| {
-            parsed.include.iter().any(|g| matches(g, k))
-                && !parsed.exclude.iter().any(|g| matches(g, k))
+            include.iter().any(|g| g.matches(k)) && !exclude.iter().any(|g| g.matches(k))
         })
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.as_str(), v))
         .collect();
-    report.selected = selected.keys().cloned().collect();
+    report.selected = selected.iter().map(|(k, _)| (*k).to_owned()).collect();
     report.verdict = verify(&parsed, &selected, &mut report.signer, trust, now_unix);
     (report, Some((parsed.include, parsed.exclude)))
 }
 
 fn verify(
     parsed: &jws::Jws<'_>,
-    selected: &Map<String, Value>,
+    selected: &[(&str, &Value)],
     signer: &mut Option<String>,
     trust: &Trust,
     now_unix: u64,
@@ -128,8 +154,8 @@ fn verify(
             let oem = trust.oem_name.as_deref().filter(|oem| {
                 cn.as_deref() == Some(*oem)
                     && !selected
-                        .keys()
-                        .any(|k| matches("bsp/**", k) || matches(&format!("{oem}/**"), k))
+                        .iter()
+                        .any(|(k, _)| matches("bsp/**", k) || matches(&format!("{oem}/**"), k))
             });
             let (anchors, store) = match oem {
                 Some(_) => (&trust.oem_ca, "OEM"),
@@ -145,7 +171,7 @@ fn verify(
             der::public_key(spki).map_err(|e| format!("pub.pem: {e}"))?
         }
     };
-    let payload = super::canonical::to_vec(&Value::Object(selected.clone()));
+    let payload = super::canonical::object_to_vec(selected);
     let input = format!("{}.{}", parsed.protected_b64, encode_url(&payload));
     key::verify_signature(
         &parsed.alg,
