@@ -122,6 +122,9 @@ pub fn render(report: &Report, mode: Mode) -> String {
     }
     match (mode, report.uncovered.is_empty()) {
         (Mode::Disabled | Mode::Lenient, _) => {}
+        (Mode::Strict, _) if report.refusal == Some(sig::Refusal::Validation) => {
+            let _ = writeln!(out, "uncovered: not checked (a signature failed)");
+        }
         (_, true) => {
             let _ = writeln!(out, "uncovered: none");
         }

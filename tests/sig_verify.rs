@@ -233,6 +233,12 @@ fn each_broken_signature_is_refused_with_its_reason() {
         sig::sign(&mut state, &spec);
         let r = verify(&state, &["--trust", p(&trust)]);
         assert_refused(&r, &format!("_sigs/app.json: FAILED: {reason}"), VALIDATION);
+        assert!(
+            r.out
+                .contains("uncovered: not checked (a signature failed)"),
+            "{}",
+            r.out
+        );
         let r = verify(&state, &["--trust", p(&trust), "--mode", "lenient"]);
         assert_refused(&r, reason, "lenient: refused: Signature validation failed");
         // Audit reports it and lets it through.

@@ -188,3 +188,25 @@ pub fn check(state: &Value, trust: &Trust, mode: Mode, now_unix: u64) -> Report 
         report
     }
 }
+
+#[cfg(all(test, not(feature = "sig")))]
+mod unavailable_tests {
+    use super::*;
+
+    #[test]
+    fn without_the_verifier_only_disabled_accepts() {
+        let state = serde_json::json!({"#spec": "pantavisor-service-system@1"});
+        let t = Trust::default();
+        assert_eq!(DEFAULT_MODE, Mode::Disabled);
+        assert_eq!(check(&state, &t, Mode::Disabled, 0).refusal, None);
+        for (mode, want) in [
+            (Mode::Lenient, Some(Refusal::Validation)),
+            (Mode::Strict, Some(Refusal::Validation)),
+            (Mode::Audit, None),
+        ] {
+            let r = check(&state, &t, mode, 0);
+            assert_eq!(r.refusal, want, "{mode:?}");
+            assert_eq!(r.findings(), [UNAVAILABLE], "{mode:?} says why");
+        }
+    }
+}

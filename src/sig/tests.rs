@@ -673,6 +673,9 @@ fn each_mode_against_unsigned_bad_and_uncovered_states() {
             if mode == Mode::Disabled {
                 assert!(r.signatures.is_empty() && r.findings().is_empty());
             }
+            if mode == Mode::Strict && name == "bad" {
+                assert!(r.uncovered.is_empty(), "coverage not judged past a failure");
+            }
         }
     }
     let r = check(&uncovered, &p.trust(), Mode::Audit, NOW);

@@ -12,7 +12,8 @@
 //! | strict   | Uncovered     | Validation        | Uncovered         |
 //!
 //! A key is covered when a signature that verified includes or excludes it; `_sigs/` keys
-//! never need coverage. Uncovered keys are listed in audit and strict only.
+//! never need coverage. Uncovered keys are listed in audit, and in strict when every signature
+//! verified.
 
 use serde_json::{Map, Value};
 
@@ -78,7 +79,9 @@ pub fn check(state: &Value, trust: &Trust, mode: Mode, now_unix: u64) -> Report 
         report.signatures.push(sig);
     }
     let failed = report.signatures.iter().any(|s| s.verdict.is_err()) || !report.notes.is_empty();
-    if matches!(mode, Mode::Audit | Mode::Strict) {
+    // Strict checks coverage only when every signature verified (as Pantavisor does); audit
+    // always lists it, as one more finding.
+    if mode == Mode::Audit || (mode == Mode::Strict && !failed) {
         report.uncovered = entries
             .keys()
             .zip(&covered)

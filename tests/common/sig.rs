@@ -3,7 +3,8 @@
 //! for each way a signature can be wrong.
 //!
 //! The PKI is made once per test process (first call to [`pki`]) under the cargo target's
-//! temp dir, and left there for the next look (`TERN_TEST_KEEP` is not needed). It holds, for
+//! temp dir (`sig-pki-<pid>`, removed by a later test process once this one has exited, so
+//! it can be inspected after a failure). It holds, for
 //! each of [`Alg::Es256`] (EC P-256), [`Alg::Es384`] (EC P-384) and [`Alg::Rs256`] (RSA 2048):
 //! a root CA, a sub-CA it signs, and a codeSigning leaf the sub-CA signs; plus
 //! a second root that no device trusts with a leaf of its own ([`Signer::Untrusted`]), a leaf
