@@ -5,7 +5,7 @@ CARGO ?= cargo
 export TERN_HUB ?= off
 DEMO  ?= $(CURDIR)/.demo
 
-.PHONY: all build run test bench fuzz-smoke static clean setup-test-deps
+.PHONY: all build run test bench bench-checksum fuzz-smoke static clean setup-test-deps
 
 all: build
 
@@ -32,11 +32,19 @@ bench:
 	$(CARGO) test --release --test hub_bench -- --ignored --nocapture --test-threads=1
 	bash tests/bench/hostile.sh
 	bash tests/bench/soak.sh
+	$(MAKE) --no-print-directory bench-checksum
 
 fuzz-smoke:
 	bash fuzz/smoke.sh 60
 
 include board-configs/cross.mk
+
+# The boot-time object check's cost in ms per MB: native, then armv7 under qemu-user.
+bench-checksum:
+	$(CARGO) build --release --bin tern
+	bash tests/bench/checksum.sh $(CROSS_OUT)/release/tern
+	$(MAKE) --no-print-directory cross-armv7 >/dev/null
+	bash tests/bench/checksum.sh --qemu qemu-arm-static $(BIN_ARMV7)
 
 clean:
 	$(CARGO) clean

@@ -18,6 +18,7 @@ pub mod logger;
 pub mod net;
 pub mod reactor;
 pub mod runtime;
+pub mod secureboot;
 pub mod sig;
 pub mod sig_command;
 pub mod spec;

@@ -236,6 +236,11 @@ impl DeviceView for View<'_> {
             .map_err(|e| e.to_string())
     }
 
+    fn refuse_signatures(&self, rev: &str, state: &[u8]) -> Option<&'static str> {
+        let sb = &self.0.secureboot;
+        sb.check(&self.0.config, "hub step", rev, state).refused()
+    }
+
     fn device_meta(&self) -> BTreeMap<String, String> {
         let mut m: BTreeMap<String, String> = self
             .0

@@ -372,6 +372,13 @@ impl HubClient {
                 return;
             }
         };
+        // Before the first object is asked for: a refused step costs no download.
+        if let Some(msg) = dev.refuse_signatures(&rev, &state) {
+            let mut p = Progress::new("WONTGO", msg, 100);
+            p.retries = retries;
+            self.write_progress(&rev, p);
+            return;
+        }
         let missing: Vec<String> = objects
             .into_iter()
             .map(|(_, sha)| sha)

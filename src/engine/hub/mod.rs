@@ -96,6 +96,11 @@ pub trait DeviceView {
     /// Check a step's state as the device would run it: its objects (name, sha256), or the
     /// parser's message.
     fn check_state(&self, state: &[u8]) -> Result<Vec<(String, String)>, String>;
+    /// Check a step's signatures under the device's secureboot mode: the refusal's status
+    /// message when the step must not go on (none by default: a view without signatures).
+    fn refuse_signatures(&self, _rev: &str, _state: &[u8]) -> Option<&'static str> {
+        None
+    }
     /// The device meta the hub should have.
     fn device_meta(&self) -> BTreeMap<String, String>;
     /// The remote revision being tried, and whether it reached TESTING.

@@ -16,6 +16,8 @@ struct Fake {
     trying: Option<(String, bool)>,
     step_objects: Vec<(String, String)>,
     bad_state: Option<String>,
+    /// The secureboot refusal a step's signatures get.
+    refused_signatures: Option<&'static str>,
 }
 
 impl DeviceView for Fake {
@@ -42,6 +44,9 @@ impl DeviceView for Fake {
             Some(m) => Err(m.clone()),
             None => Ok(self.step_objects.clone()),
         }
+    }
+    fn refuse_signatures(&self, _rev: &str, _state: &[u8]) -> Option<&'static str> {
+        self.refused_signatures
     }
     fn device_meta(&self) -> BTreeMap<String, String> {
         self.meta.clone()
@@ -460,6 +465,21 @@ fn a_bad_state_is_wontgo_with_the_parser_message() {
         && progress.status_msg == "State JSON has bad format"
         && progress.logs.as_deref() == Some("run.json: missing root-volume")))
     );
+    assert_eq!(t.c.stage(), Stage::Idle);
+}
+
+#[test]
+fn a_step_whose_signatures_are_refused_is_wontgo_before_any_object_is_asked_for() {
+    let mut t = T::claimed();
+    t.dev.step_objects = vec![("a".into(), "aa".into())];
+    t.dev.refused_signatures = Some("Signature validation failed");
+    to_first_step(&mut t, &format!("[{}]", step(7, "NEW")));
+    assert!(
+        t.has(|a| matches!(a, HubAction::WriteProgress { rev, progress }
+        if rev == "7" && progress.status == "WONTGO"
+        && progress.status_msg == "Signature validation failed"))
+    );
+    assert!(!t.has(|a| matches!(a, HubAction::Fetch { .. })));
     assert_eq!(t.c.stage(), Stage::Idle);
 }
 
