@@ -37,7 +37,7 @@ bench:
 # runs the 10-device smoke). TERN_FLEET_DEVICES, _IDLE_SECS, _PAYLOAD_KB and _JITTER (a list,
 # default "10,0") change the run. The hub holds a thread and two descriptors per connection.
 fleet:
-	ulimit -n 65536 && $(CARGO) test --release --test fleet -- --ignored --nocapture --test-threads=1 fleet_figures
+	ulimit -n $$(ulimit -Hn) && $(CARGO) test --release --test fleet -- --ignored --nocapture --test-threads=1 fleet_figures
 
 fuzz-smoke:
 	bash fuzz/smoke.sh 60

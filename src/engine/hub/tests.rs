@@ -876,3 +876,23 @@ fn idle_polls_are_spread_over_one_interval_and_differ_between_devices() {
     let b = idle_call_times(2, hour);
     assert_ne!(a, b);
 }
+
+#[test]
+fn the_whole_device_meta_goes_again_after_an_hour_never_sooner_with_jitter() {
+    let calls = idle_call_times(11, Duration::from_secs(3 * 3600));
+    let full: Vec<Duration> = calls
+        .iter()
+        .filter(|(_, k)| k == "device-meta")
+        .map(|(t, _)| *t)
+        .collect();
+    // At login, then once per hour plus up to 6 minutes of spread; nothing changed between.
+    assert_eq!(full.len(), 3, "{full:?}");
+    assert!(full[0] < Duration::from_secs(1));
+    for w in full.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= Duration::from_secs(3600) && gap <= Duration::from_secs(3960 + 6),
+            "{full:?}"
+        );
+    }
+}
