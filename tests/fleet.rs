@@ -118,6 +118,8 @@ fn boot_member(hub: &TestHub, n: usize, jitter: u8) -> (Device, TempDir) {
         "TERN_STOP_GRACE=1".into(),
         "PV_DEBUG_SHELL=0".into(),
         "PV_LOG_LEVEL=3".into(),
+        // Two hundred daemons cannot share the v1 API's default port; none needs it.
+        "TERN_V1_ADDRESS=off".into(),
     ]);
     let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
     let dev = Device::boot_with_opts(
@@ -446,7 +448,7 @@ fn fleet_smoke() {
     let gaps: Vec<Duration> = o.steps_gaps.iter().flatten().copied().collect();
     assert!(gaps.len() >= 20, "too few polls: {gaps:?}");
     assert!(
-        gaps.iter().all(|g| *g >= secs(4) && *g <= secs(7)),
+        gaps.iter().all(|g| *g >= secs(4) && *g <= secs(8)),
         "{gaps:?}"
     );
     let off_beat = gaps
