@@ -140,13 +140,14 @@ impl HubClient {
                 // After a login the hub gets the whole device meta once.
                 self.full_devmeta_at = Some(now);
                 self.devmeta_at = Some(now);
-                // A fleet that logs in together spreads its first user meta polls (and claim
-                // checks) over one interval instead of sending them all at once; a poll already
-                // due sooner (a login again, mid-life) keeps its time.
+                // A fleet that logs in together spreads its first user meta polls over one
+                // interval instead of sending them all at once; a poll already due sooner (a
+                // login again, mid-life) keeps its time.
                 let first = now + self.jitter.phase(self.settings.usrmeta_interval);
                 self.usrmeta_at = Some(self.usrmeta_at.map_or(first, |t| t.min(first)));
                 if !self.claimed {
-                    self.claim_at = Some(now + self.jitter.phase(self.settings.updater_interval));
+                    // At once: the first check brings the challenge the owner claims with.
+                    self.claim_at = Some(now);
                     self.go(Stage::Claim, "logged in, not claimed yet");
                 } else if let Some((rev, _)) = dev.trying() {
                     self.queue_disk_progress(&rev, dev);

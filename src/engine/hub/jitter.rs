@@ -1,8 +1,8 @@
 //! Spreading of the hub client's periodic requests, so a fleet that boots (or comes back)
 //! together does not poll in lockstep: every period is the configured interval moved by up
-//! to ±`percent` %, and the first poll of a kind after a login waits a phase drawn uniformly
-//! over one interval. The randomness is a small xorshift seeded by the caller (the engine
-//! reads no clock and no randomness source), so a seed always gives the same schedule.
+//! to ±`percent` %, and the first steps and user-meta polls after a login wait a phase drawn
+//! uniformly over one interval. The randomness is a small xorshift seeded by the caller (the
+//! engine reads no clock and no randomness source), so a seed always gives the same schedule.
 //!
 //! The spread is symmetric so a device makes as many requests on average as without it;
 //! the longest wait between two steps polls is the interval plus `percent` %.

@@ -83,8 +83,9 @@ pub struct Settings {
     pub revision_retries: u32,
     /// Seed of the jitter (the device id's hash, or anything that differs between devices).
     pub seed: u64,
-    /// Spread of every periodic request, ± this % of its interval, and a first poll spread
-    /// over one interval (`TERN_HUB_JITTER`); 0 polls in lockstep as Pantavisor does.
+    /// Spread of every periodic request, ± this % of its interval, and first steps and
+    /// user-meta polls spread over one interval (`TERN_HUB_JITTER`); 0 polls in lockstep as
+    /// Pantavisor does.
     pub jitter_percent: u8,
 }
 
