@@ -223,6 +223,7 @@ pub(crate) const KEYS: &[KeyDef] = &[
     boolean("TERN_HUB_INSECURE", None, false),
     string("TERN_HUB_HOSTS", None, Some("/etc/hosts")),
     string("TERN_HUB_RESOLV_CONF", None, Some("/etc/resolv.conf")),
+    int("TERN_HUB_JITTER", None, "10", 0, 50),
     int("TERN_HUB_REQUEST_TIMEOUT", None, "30", 1, 3_600),
 ];
 

@@ -98,6 +98,7 @@ impl Hub {
             autotok: c.get("PH_FACTORY_AUTOTOK").map(str::to_string),
             revision_retries: u32::try_from(c.get_u64("PV_REVISION_RETRIES")).unwrap_or(10),
             seed: seed ^ fnv(&creds.id),
+            jitter_percent: u8::try_from(c.get_u64("TERN_HUB_JITTER")).unwrap_or(u8::MAX),
         };
         let proxy = c
             .get("PH_CREDS_PROXY_HOST")
@@ -365,6 +366,11 @@ impl Reactor {
                     id,
                     answer: match result {
                         Ok(r) => Answer::Http {
+                            etag: r
+                                .headers
+                                .iter()
+                                .find(|(k, _)| k.eq_ignore_ascii_case("etag"))
+                                .map(|(_, v)| v.clone()),
                             status: r.status,
                             body: r.body,
                         },
