@@ -5,7 +5,7 @@ CARGO ?= cargo
 export TERN_HUB ?= off
 DEMO  ?= $(CURDIR)/.demo
 
-.PHONY: all build run test bench fuzz-smoke static clean setup-test-deps
+.PHONY: all build run test bench bench-checksum fleet fuzz-smoke static clean setup-test-deps
 
 all: build
 
@@ -33,11 +33,25 @@ bench:
 	$(CARGO) test --release --test hub_logs -- --ignored --nocapture --test-threads=1
 	bash tests/bench/hostile.sh
 	bash tests/bench/soak.sh
+	$(MAKE) --no-print-directory bench-checksum
+
+# 200 daemons against one test hub, with and without jitter (not part of `make test`, which
+# runs the 10-device smoke). TERN_FLEET_DEVICES, _IDLE_SECS, _PAYLOAD_KB and _JITTER (a list,
+# default "10,0") change the run. The hub holds a thread and two descriptors per connection.
+fleet:
+	ulimit -n $$(ulimit -Hn) && $(CARGO) test --release --test fleet -- --ignored --nocapture --test-threads=1 fleet_figures
 
 fuzz-smoke:
 	bash fuzz/smoke.sh 60
 
 include board-configs/cross.mk
+
+# The boot-time object check's cost in ms per MB: native, then armv7 under qemu-user.
+bench-checksum:
+	$(CARGO) build --release --bin tern
+	bash tests/bench/checksum.sh $(CROSS_OUT)/release/tern
+	$(MAKE) --no-print-directory cross-armv7 >/dev/null
+	bash tests/bench/checksum.sh --qemu qemu-arm-static $(BIN_ARMV7)
 
 clean:
 	$(CARGO) clean

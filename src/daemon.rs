@@ -18,13 +18,17 @@ use crate::reactor::{Containers, Exit, Reactor, bind_control_socket, v1_listener
 use crate::runtime::from_revision::Host;
 use crate::runtime::power::{Power, power};
 use crate::runtime::{ModeRequest, PvPaths};
+use crate::secureboot::{self, Secureboot, boot::Refused, checksum};
 use crate::store::Progress;
 use crate::store::Storage;
 use crate::store::boot::{Boot, BootStore};
 
-/// The revision to run: its state parsed and its machines built, all INSTALLED.
-fn load_revision(api: &Api, rev: &str) -> Result<Running, String> {
-    let (_, state) = load_state(api, rev).map_err(|e| format!("revision {rev}: {e}"))?;
+/// The revision to run: its state parsed, its signatures and objects checked
+/// ([`secureboot::boot::admit`]), and its machines built, all INSTALLED.
+fn load_revision(api: &mut Api, rev: &str, unclean: bool) -> Result<Running, Refused> {
+    let (doc, state) =
+        load_state(api, rev).map_err(|e| Refused::internal(format!("revision {rev}: {e}")))?;
+    secureboot::boot::admit(&mut api.device, rev, &doc, &state.objects, unclean)?;
     for w in &state.warnings {
         log::warn!("revision {rev}: {w}");
     }
@@ -39,8 +43,10 @@ fn load_revision(api: &Api, rev: &str) -> Result<Running, String> {
 /// Which revision this start runs (research §4.2, with Tern keeping the bootloader's
 /// bookkeeping): the committed one, a try for the first time (as an update in progress), or,
 /// when a try was started before and never committed, the committed one again with the try
-/// marked failed.
-fn boot_revision(api: &mut Api) {
+/// marked failed. A try that cannot load, whose signatures the mode refuses or whose objects
+/// do not hash to their names fails at once (ERROR) and the committed revision runs.
+/// `unclean`: the last run did not end cleanly (objects are hashed again).
+fn boot_revision(api: &mut Api, unclean: bool) {
     let trails = &api.device.storage.trails;
     let current = trails.current().unwrap_or_else(|| "0".into());
     let store = BootStore::new(api.device.storage.root());
@@ -72,17 +78,17 @@ fn boot_revision(api: &mut Api) {
             (run, None)
         }
     };
-    let mut running = load_revision(api, &rev);
-    if let (Err(e), Some(t)) = (&running, &trying) {
-        // A try that cannot even be parsed fails at once; the committed revision runs.
-        log::error!("boot: {e}");
-        let p = Progress::new("ERROR", "Internal error", 100);
+    let mut running = load_revision(api, &rev, unclean);
+    if let (Err(r), Some(t)) = (&running, &trying) {
+        log::error!("boot: {}; back to {}", r.why, env.rev);
+        let p = Progress::new("ERROR", r.status_msg, 100);
+        log::info!("update {t}: {} {}", p.status, p.status_msg);
         let _ = api.device.storage.trails.write_progress(t, &p);
         let mut back = env.clone();
         back.try_rev = None;
         back.tried = false;
         let _ = store.save(&back);
-        running = load_revision(api, &env.rev);
+        running = load_revision(api, &env.rev, unclean);
     }
     match running {
         Ok(mut run) => {
@@ -108,8 +114,9 @@ fn boot_revision(api: &mut Api) {
             }
             api.device.running = Some(run);
         }
-        // Serve the API anyway, so the device can still be inspected and repaired.
-        Err(e) => log::error!("daemon: {e}; no container runs"),
+        // Serve the API anyway, so the device can still be inspected and repaired (there is
+        // no older revision to fall back to).
+        Err(r) => log::error!("daemon: {}; no container runs", r.why),
     }
 }
 
@@ -248,17 +255,26 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let storage = match Storage::open(&storage_dir, opts.factory.as_deref()) {
+    // The log file first: a refused factory is reported there too.
+    let log_cap = config.get_u64("TERN_LOG_MAXSIZE");
+    if let Err(e) = logger::log_to_file(storage_dir.join("logs/tern.log"), log_cap) {
+        log::warn!("daemon: logging to stderr only: {e}");
+    }
+    // The trust files are read here and on SIGHUP, never per check.
+    let secureboot = Secureboot::load(&config);
+    let factory = opts.factory.as_deref();
+    if let Err(e) = secureboot::boot::check_factory(&secureboot, &config, &storage_dir, factory) {
+        log::error!("daemon: {e}; not starting");
+        eprintln!("tern: {e}");
+        return ExitCode::from(1);
+    }
+    let storage = match Storage::open(&storage_dir, factory) {
         Ok(s) => s,
         Err(e) => {
             log::error!("daemon: cannot open storage {}: {e}", storage_dir.display());
             return ExitCode::from(1);
         }
     };
-    let log_cap = config.get_u64("TERN_LOG_MAXSIZE");
-    if let Err(e) = logger::log_to_file(storage_dir.join("logs/tern.log"), log_cap) {
-        log::warn!("daemon: logging to stderr only: {e}");
-    }
     // The v1 listener first: whoever waits for pv-ctrl to answer may go on to the v1 API.
     let v1 = v1_listener(&config);
     let socket = config.rundir().join("pv-ctrl");
@@ -294,7 +310,12 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     let containers = Containers::new(host);
     api.apply_meta_overrides();
     api.daemons = crate::reactor::daemons_from_config(&api.device.config);
-    boot_revision(&mut api);
+    api.device.secureboot = secureboot;
+    let unclean = checksum::begin_run(&storage_dir);
+    if unclean {
+        log::warn!("daemon: the last run did not end cleanly");
+    }
+    boot_revision(&mut api, unclean);
     let revision = api
         .device
         .running
@@ -317,7 +338,12 @@ pub fn run(opts: DaemonOpts) -> ExitCode {
     );
     reactor.start_revision();
     reactor.start_hub(Instant::now());
-    match reactor.run() {
+    let exit = reactor.run();
+    if exit.is_ok() {
+        // Everything stopped in order: the next start need not hash the objects again.
+        checksum::end_run(&storage_dir);
+    }
+    match exit {
         Ok(Exit::Signal) => {
             log::info!("daemon: stopped");
             ExitCode::SUCCESS

@@ -39,6 +39,8 @@ pub struct Device {
     pub hub_meta: BTreeMap<String, String>,
     /// What the hub client is doing, for the v1 API and the health check.
     pub hub_status: HubStatus,
+    /// The signature trust (read at start and on SIGHUP) and what recent checks found.
+    pub secureboot: crate::secureboot::Secureboot,
 }
 
 /// What the v1 API and health checks read of the hub client.
@@ -67,6 +69,7 @@ impl Device {
             go_remote: false,
             hub_meta: BTreeMap::new(),
             hub_status: HubStatus::default(),
+            secureboot: crate::secureboot::Secureboot::default(),
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod clock_floor;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
@@ -17,7 +18,9 @@ pub mod logger;
 pub mod net;
 pub mod reactor;
 pub mod runtime;
+pub mod secureboot;
 pub mod sig;
+pub mod sig_command;
 pub mod spec;
 pub mod store;
 pub mod sysinfo;

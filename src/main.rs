@@ -38,6 +38,11 @@ fn main() -> ExitCode {
         }
         Ok(Command::Daemon(opts)) => tern::daemon::run(opts),
         Ok(Command::Ctl(args)) => tern::ctl::run(&args),
+        Ok(Command::SigHelp) => {
+            print!("{}", cli::SIG_USAGE);
+            ExitCode::SUCCESS
+        }
+        Ok(Command::SigVerify(opts)) => tern::sig_command::run(&opts),
         Err(msg) => {
             eprintln!("tern: {msg}");
             ExitCode::from(2)

@@ -314,6 +314,73 @@ fn sighup_with_a_broken_config_file_keeps_the_running_config() {
     assert_eq!(d.stop().code(), Some(0));
 }
 
+#[test]
+fn an_unknown_secureboot_mode_stops_the_start_and_is_refused_on_sighup() {
+    // Never a silent fall back to a weaker mode.
+    let dir = TempDir::new("cfg-sb");
+    let conf = dir.path().join("bad.conf");
+    std::fs::write(&conf, "secureboot.mode=paranoid\n").unwrap();
+    for (extra, env) in [
+        (&[][..], &[("PV_SECUREBOOT_MODE", "paranoid")][..]),
+        (&["--set", "PV_SECUREBOOT_MODE=Strict!"][..], &[][..]),
+        (&["--config", ps(&conf)][..], &[][..]),
+    ] {
+        let o = daemon_run(dir.path(), extra, env);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{extra:?} {env:?}: {}",
+            stderr(&o)
+        );
+        let err = stderr(&o);
+        assert!(
+            err.contains("PV_SECUREBOOT_MODE") || err.contains("secureboot.mode"),
+            "names the key: {err}"
+        );
+        assert!(!dir.path().join("run/pv-ctrl").exists());
+    }
+
+    let good = conf_file(&dir, "PV_SECUREBOOT_MODE=strict\n");
+    let mut d = Daemon::start_with(Opts::default().arg("--config").arg(ps(&good)));
+    assert_eq!(config2_entry(&d, "PV_SECUREBOOT_MODE").0, "strict");
+    std::fs::write(&good, "PV_SECUREBOOT_MODE=paranoid\n").unwrap();
+    d.signal(1);
+    assert!(
+        wait_for(Duration::from_secs(5), || d
+            .log_text()
+            .contains("reload failed")),
+        "no reload error logged:\n{}",
+        d.log_text()
+    );
+    let log = d.log_text();
+    let line = log.lines().find(|l| l.contains("reload failed")).unwrap();
+    assert!(line.contains("PV_SECUREBOOT_MODE"), "{line}");
+    assert_eq!(config2_entry(&d, "PV_SECUREBOOT_MODE").0, "strict");
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// A build without the verifier defaults to `disabled` and refuses a mode that checks.
+#[cfg(not(feature = "sig"))]
+#[test]
+fn a_build_without_the_verifier_refuses_a_checking_mode() {
+    let dir = TempDir::new("cfg-nosig");
+    for mode in ["audit", "lenient", "strict"] {
+        let o = daemon_run(
+            dir.path(),
+            &["--set", &format!("PV_SECUREBOOT_MODE={mode}")],
+            &[],
+        );
+        assert_eq!(o.status.code(), Some(2), "{mode}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("PV_SECUREBOOT_MODE") && err.contains("cannot check signatures"),
+            "{err}"
+        );
+    }
+    let d = Daemon::start();
+    assert_eq!(config2_entry(&d, "PV_SECUREBOOT_MODE").0, "disabled");
+}
+
 // ---- one daemon per run dir ----
 
 #[test]

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::device::Device;
-use common::hub::TestHub;
+use common::hub::{HubOpts, TestHub};
 use common::rootfs::Spec;
 use common::{Opts, TempDir, wait_for};
 use serde_json::{Value, json};
@@ -68,50 +68,74 @@ fn idle_hour_against_pantavisors_schedule() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let hub = TestHub::start();
-    let dir = TempDir::new("hubbench");
-    // Pantavisor's default intervals: steps 5 s, user meta 5 s, device meta 10 s.
-    let dev = boot(
-        &hub,
-        &dir,
-        &[Spec::new("hb1-app", "exec sleep 5101", json!({}))],
-        [5, 5, 10],
-    );
-    claim_and_idle(&hub, &dev);
-    std::thread::sleep(secs(3));
-    let before = hub.stats();
-    std::thread::sleep(secs(window));
-    let after = hub.stats();
-    let per_hour = |a: u64, b: u64| (b - a) * 3600 / window;
-    let req = per_hour(before.requests, after.requests);
-    let hs = per_hour(before.handshakes, after.handshakes);
-    let bytes = per_hour(
-        before.bytes_in + before.bytes_out,
-        after.bytes_in + after.bytes_out,
-    );
     // Pantavisor (research §7, measured): 720 steps + 720 user-meta + 360 device-meta
     // requests an idle hour, each on its own connection and TLS 1.2 handshake, ≈ 7 MB.
     let (pv_req, pv_hs, pv_bytes) = (1800u64, 1800u64, 7_080_000u64);
+    println!("hub idle hour ({window} s window, intervals 5/5/10 s, 1 KiB of user meta):");
     println!(
-        "daemon with a live hub connection: VmRSS {} kB, RssAnon {} kB",
-        dev.d.status_kb("VmRSS:"),
-        dev.d.status_kb("RssAnon:")
+        "| per idle hour | requests (steps / user-meta / device-meta) | TLS handshakes | bytes, both ways | requests ÷ Pantavisor |"
     );
-    println!("hub idle hour ({window} s window, intervals 5/5/10 s):");
-    println!("| per idle hour | Tern | Pantavisor | ratio |");
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     println!(
-        "| requests | {req} | {pv_req} | {:.3} |",
-        req as f64 / pv_req as f64
+        "| Pantavisor (research §7) | {pv_req} (720 / 720 / 360) | {pv_hs} | {pv_bytes} (on the wire) | 1 |"
     );
-    println!(
-        "| TLS handshakes | {hs} | {pv_hs} | {:.4} |",
-        hs as f64 / pv_hs as f64
-    );
-    println!(
-        "| bytes (application, both ways) | {bytes} | {pv_bytes} (on the wire) | {:.3} |",
-        bytes as f64 / pv_bytes as f64
-    );
+    for etag in [false, true] {
+        let hub = TestHub::start_with(HubOpts {
+            etag_user_meta: etag,
+            ..HubOpts::default()
+        });
+        let dir = TempDir::new("hubbench");
+        // Pantavisor's default intervals: steps 5 s, user meta 5 s, device meta 10 s.
+        let dev = boot(
+            &hub,
+            &dir,
+            &[Spec::new("hb1-app", "exec sleep 5101", json!({}))],
+            [5, 5, 10],
+        );
+        let id = claim_and_idle(&hub, &dev);
+        // What a device typically carries: an authorized key and a few settings.
+        hub.set_user_meta(
+            &id,
+            json!({
+                "pvr-sdk.authorized_keys": format!("ssh-ed25519 {} user@host", "A".repeat(900)),
+                "pantahub.log.push": "0",
+                "app.mode": "normal",
+            }),
+        );
+        std::thread::sleep(secs(6));
+        let before = hub.stats();
+        let seen = hub.requests().len();
+        std::thread::sleep(secs(window));
+        let after = hub.stats();
+        let per_hour = |n: u64| n * 3600 / window;
+        let calls = hub.requests();
+        let count = |part: &str| {
+            per_hour(
+                calls[seen..]
+                    .iter()
+                    .filter(|r| r.path.contains(part))
+                    .count() as u64,
+            )
+        };
+        let req = per_hour(after.requests - before.requests);
+        let hs = per_hour(after.handshakes - before.handshakes);
+        let bytes = per_hour(after.bytes_in + after.bytes_out - before.bytes_in - before.bytes_out);
+        println!(
+            "| Tern, hub {} ETag | {req} ({} / {} / {}) | {hs} | {bytes} (application) | {:.3} |",
+            if etag { "with" } else { "without" },
+            count("/steps?"),
+            count("/user-meta"),
+            count("/device-meta"),
+            req as f64 / pv_req as f64
+        );
+        if etag {
+            println!(
+                "daemon with a live hub connection: VmRSS {} kB, RssAnon {} kB",
+                dev.d.status_kb("VmRSS:"),
+                dev.d.status_kb("RssAnon:")
+            );
+        }
+    }
 }
 
 #[test]

@@ -82,7 +82,11 @@ fn device_meta(dev: &Device) -> Value {
 
 /// Boot, wait for the registration, claim, wait until synced and idle.
 fn claimed(containers: &[Spec], extra_sets: &[&str]) -> Setup {
-    let (hub, dev, dir) = boot(real_hub(), containers, extra_sets);
+    claimed_on(real_hub(), containers, extra_sets)
+}
+
+fn claimed_on(hub: TestHub, containers: &[Spec], extra_sets: &[&str]) -> Setup {
+    let (hub, dev, dir) = boot(hub, containers, extra_sets);
     let id = hub.wait_for_device(secs(20)).expect("the device registers");
     assert!(hub.claim(&id));
     assert!(
@@ -480,6 +484,43 @@ fn user_meta_travels_both_ways_within_an_interval() {
         s.hub
             .wait_until(secs(5), |h| h.device_meta(&s.id)["site"] == "lab-3")
     );
+}
+
+#[test]
+fn user_meta_is_asked_with_the_hubs_etag_and_a_change_still_arrives() {
+    require_containers!("hub user meta etag");
+    let hub = TestHub::start_with(HubOpts {
+        etag_user_meta: true,
+        go_chunking: true,
+        ..HubOpts::default()
+    });
+    let s = claimed_on(
+        hub,
+        &[Spec::new("hc15-app", "exec sleep 3951", json!({}))],
+        &[],
+    );
+    s.hub.set_user_meta(&s.id, json!({"greeting":"hello"}));
+    assert!(common::wait_for(secs(5), || {
+        s.dev.d.get("/user-meta").json()["greeting"] == "hello"
+    }));
+    // Unchanged: the polls that follow are conditional and cost the hub a 304 each.
+    let path = format!("/devices/{}/user-meta", s.id);
+    assert!(s.hub.wait_until(secs(10), |h| {
+        h.requests_to(&path)
+            .iter()
+            .filter(|r| r.status == 304)
+            .count()
+            >= 3
+    }));
+    let polls = s.hub.requests_to(&path);
+    let last = polls.last().unwrap();
+    assert!(last.header("If-None-Match").is_some(), "{last:?}");
+    assert_eq!(last.resp_len, 0);
+    // A change on the hub changes the tag: the device gets it within an interval or two.
+    s.hub.set_user_meta(&s.id, json!({"greeting":"bye"}));
+    assert!(common::wait_for(secs(5), || {
+        s.dev.d.get("/user-meta").json()["greeting"] == "bye"
+    }));
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::store::meta_view::MetaView;
 use crate::sysinfo;
 
 /// Device-meta keys owned by the supervisor.
-const OWN_KEYS: [&str; 11] = [
+const OWN_KEYS: [&str; 12] = [
     "pantavisor.status",
     "pantahub.claimed",
     "pantahub.online",
@@ -22,6 +22,7 @@ const OWN_KEYS: [&str; 11] = [
     "pantavisor.arch",
     "pantavisor.version",
     "pantavisor.uname",
+    "pantavisor.secureboot",
     "storage",
 ];
 
@@ -99,6 +100,13 @@ pub fn own_device_meta(device: &Device) -> Vec<(&'static str, String)> {
         if let Some(v) = hub(key) {
             own.push((key, v));
         }
+    }
+    // The mode and what the running revision's signatures were found to lack (audit runs
+    // revisions whatever their findings; this is where a fleet sees them).
+    if let Some(run) = &device.running
+        && let Some(v) = device.secureboot.meta(&device.config, &run.rev)
+    {
+        own.push(("pantavisor.secureboot", v));
     }
     own
 }

@@ -56,6 +56,13 @@ pub fn finish_put(api: &mut Api, rev: &str, sink: Sink) -> Result<Response, ApiE
     if api.device.storage.trails.current().as_deref() == Some(rev) {
         return Err(ApiError::new(409, "Cannot overwrite the running revision"));
     }
+    // Before anything is written: a refused revision leaves no trace in the storage.
+    let sb = &api.device.secureboot;
+    let verdict = sb.check(&api.device.config, "PUT /steps", rev, &state);
+    if let Some(msg) = verdict.refused() {
+        return Err(ApiError::new(422, format!("Secureboot: {msg}")));
+    }
+    api.device.secureboot.remember(rev, &verdict);
     let progress = Progress::new("NEW", "Update ready to be run", 0);
     api.device
         .storage

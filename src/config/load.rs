@@ -43,7 +43,28 @@ impl Config {
         {
             config.apply_file(&ph_conf, &text, Level::PhConfFile)?;
         }
+        config.check_secureboot_possible()?;
         Ok(config)
+    }
+
+    /// A build without the signature verifier cannot honour a mode that checks signatures:
+    /// refusing the configuration beats pretending to check.
+    fn check_secureboot_possible(&self) -> Result<(), ConfigError> {
+        const KEY: &str = "PV_SECUREBOOT_MODE";
+        match self.get(KEY) {
+            Some(mode) if !crate::sig::AVAILABLE && mode != "disabled" => {
+                let origin = self.level_of(KEY).map_or("config", Level::as_str);
+                Err(ConfigError::from_origin(
+                    origin,
+                    KEY,
+                    format!(
+                        "'{mode}' needs signature checks, but {}; set it to disabled",
+                        crate::sig::UNAVAILABLE
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Applies every known key of a file at `level`. The ph conf file only contributes `PH_*`.

@@ -155,7 +155,8 @@ pub(crate) const KEYS: &[KeyDef] = &[
     int("PV_REVISION_RETRIES", Some("revision.retries"), "10", 0, INT_MAX).runtime(),
     boolean("PV_SECUREBOOT_CHECKSUM", Some("secureboot.checksum"), true),
     boolean("PV_SECUREBOOT_HANDLERS", Some("secureboot.handlers"), true),
-    one_of("PV_SECUREBOOT_MODE", Some("secureboot.mode"), SECUREBOOT_MODES, "lenient"),
+    // Pantavisor's lenient, or disabled in a build without the verifier (feature `sig`).
+    one_of("PV_SECUREBOOT_MODE", Some("secureboot.mode"), SECUREBOOT_MODES, crate::sig::DEFAULT_MODE.as_str()),
     // Pantavisor's only alias for this key is an old misspelling, and GET /config prints it.
     string("PV_SECUREBOOT_OEM_TRUSTSTORE", Some("PV_SECUREBOOT_OEM_TRUSTORE"), Some("ca-oem-certificates")),
     string("PV_SECUREBOOT_TRUSTSTORE", Some("secureboot.truststore"), Some("ca-certificates")),
@@ -222,6 +223,7 @@ pub(crate) const KEYS: &[KeyDef] = &[
     boolean("TERN_HUB_INSECURE", None, false),
     string("TERN_HUB_HOSTS", None, Some("/etc/hosts")),
     string("TERN_HUB_RESOLV_CONF", None, Some("/etc/resolv.conf")),
+    int("TERN_HUB_JITTER", None, "10", 0, 50),
     int("TERN_HUB_REQUEST_TIMEOUT", None, "30", 1, 3_600),
 ];
 

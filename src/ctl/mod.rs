@@ -33,6 +33,11 @@ Usage: tern ctl [-s SOCKET] [-f OUTFILE] [-m COMMITMSG] [-v] COMMAND...
 The socket is -s, else $TERN_CTRL_SOCKET, else the first of /run/pantavisor/pv/pv-ctrl,
 /pv/pv-ctrl, /pantavisor/pv-ctrl.
 Exit codes: 0 on 200; 75 on 503; 48 no disk space; 60 bad checksum; 2 usage; 255 otherwise.
+
+Signed revisions: the device refuses a 'steps put' whose _sigs/ do not verify (422
+\"Secureboot: ...\"). Sign with 'pvr sig --key KEY --x5c CHAIN.pem add --part NAME', put the
+CA in <PV_SYSTEM_ETCDIR>/pantavisor/pvs/trust/ca-certificates.crt on the board, and check a
+state first with 'tern sig verify STATE.json --trust CA.pem' ('tern sig verify --help').
 ";
 
 const SOCKETS: [&str; 3] = [

@@ -28,10 +28,7 @@ pub enum Transition {
 
 /// Which container an artifact path belongs to (`None`: the revision's own, e.g. the BSP).
 fn owner<'a>(path: &str, dirs: &'a BTreeSet<&'a str>) -> Option<&'a str> {
-    let rest = path
-        .strip_prefix("_config/")
-        .or_else(|| path.strip_prefix("_sigs/"))
-        .unwrap_or(path);
+    let rest = path.strip_prefix("_config/").unwrap_or(path);
     dirs.iter().copied().find(|d| {
         rest.strip_prefix(d)
             .is_some_and(|r| r.starts_with('/') || r == ".json" || r.starts_with('-'))
@@ -39,7 +36,9 @@ fn owner<'a>(path: &str, dirs: &'a BTreeSet<&'a str>) -> Option<&'a str> {
 }
 
 /// Compare two revisions artifact by artifact. Anything outside a container (BSP, device.json,
-/// groups, disks…) or any change to a `system` container needs the reboot path.
+/// groups, disks…) or any change to a `system` container needs the reboot path. Signatures
+/// (`_sigs/`) change nothing that runs: re-signing a revision (ECDSA signatures differ each
+/// time they are made) restarts nothing.
 pub fn plan_transition(
     old_doc: &Map<String, Value>,
     new_doc: &Map<String, Value>,
@@ -55,7 +54,7 @@ pub fn plan_transition(
     let keys: BTreeSet<&String> = old_doc.keys().chain(new_doc.keys()).collect();
     let mut changed = BTreeSet::new();
     for key in keys {
-        if old_doc.get(key) == new_doc.get(key) {
+        if old_doc.get(key) == new_doc.get(key) || key.starts_with("_sigs/") {
             continue;
         }
         match owner(key, &dirs) {

@@ -259,3 +259,32 @@ fn losing_the_hub_rolls_back_with_the_hub_message_in_either_phase() {
         assert_eq!(a.last(), Some(&UpdateAction::Rollback));
     }
 }
+
+#[test]
+fn signatures_alone_restart_nothing_and_need_no_reboot() {
+    let sig = |v: &str| json!({"#spec":"pvs@2","protected":v,"signature":v});
+    // Added, changed and removed signatures of a container, of the BSP and of a system
+    // container: none of them changes what runs.
+    for key in [
+        "_sigs/app.json",
+        "_sigs/bsp.json",
+        "_sigs/sys.json",
+        "_sigs/all.json",
+    ] {
+        let t = plan(|m| {
+            m.insert(key.into(), sig("resigned"));
+        });
+        assert_eq!(t, Transition::NonReboot { restart: vec![] }, "{key}");
+    }
+    // A signature riding along with a real change does not hide it.
+    let t = plan(|m| {
+        m.insert("_sigs/app.json".into(), sig("new"));
+        m.insert("app/root.squashfs".into(), json!("e".repeat(64)));
+    });
+    assert_eq!(
+        t,
+        Transition::NonReboot {
+            restart: vec!["app".into()]
+        }
+    );
+}

@@ -104,6 +104,7 @@ impl Hub {
             autotok: c.get("PH_FACTORY_AUTOTOK").map(str::to_string),
             revision_retries: u32::try_from(c.get_u64("PV_REVISION_RETRIES")).unwrap_or(10),
             seed: seed ^ fnv(&creds.id),
+            jitter_percent: u8::try_from(c.get_u64("TERN_HUB_JITTER")).unwrap_or(u8::MAX),
         };
         let proxy = c
             .get("PH_CREDS_PROXY_HOST")
@@ -244,6 +245,11 @@ impl DeviceView for View<'_> {
             .map_err(|e| e.to_string())
     }
 
+    fn refuse_signatures(&self, rev: &str, state: &[u8]) -> Option<&'static str> {
+        let sb = &self.0.secureboot;
+        sb.check(&self.0.config, "hub step", rev, state).refused()
+    }
+
     fn device_meta(&self) -> BTreeMap<String, String> {
         let mut m: BTreeMap<String, String> = self
             .0
@@ -370,6 +376,11 @@ impl Reactor {
                     id,
                     answer: match result {
                         Ok(r) => Answer::Http {
+                            etag: r
+                                .headers
+                                .iter()
+                                .find(|(k, _)| k.eq_ignore_ascii_case("etag"))
+                                .map(|(_, v)| v.clone()),
                             status: r.status,
                             body: r.body,
                         },

@@ -87,6 +87,8 @@ impl Reactor {
                 self.timeouts = timeouts_from(&new);
                 self.pools = gate::pools_from(&new);
                 self.api.device.config = new;
+                let config = &self.api.device.config;
+                self.api.device.secureboot.reload(config);
                 self.api.apply_meta_overrides();
                 self.api.forced_unhealthy = self
                     .api

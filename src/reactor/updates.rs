@@ -194,6 +194,9 @@ impl Reactor {
                 return;
             }
         };
+        if !self.signatures_allow(&rev, &new_doc) {
+            return;
+        }
         let Some(run) = self.api.device.running.as_ref() else {
             // Nothing runs (the current revision did not load): only the reboot path is safe.
             self.start_reboot_transition(&rev, mode == RunMode::Once, "no revision running");
@@ -245,6 +248,29 @@ impl Reactor {
             }
             Transition::NonReboot { restart } => {
                 self.start_non_reboot(rev, new_state, restart, mode == RunMode::Once, now)
+            }
+        }
+    }
+
+    /// The revision's signatures, checked before it runs (also a hub step: its objects are
+    /// here by now, but a mode or trust changed since its download is still obeyed): false,
+    /// with the revision WONTGO, when the secureboot mode refuses it.
+    fn signatures_allow(
+        &mut self,
+        rev: &str,
+        doc: &serde_json::Map<String, serde_json::Value>,
+    ) -> bool {
+        let doc = serde_json::Value::Object(doc.clone());
+        let sb = &self.api.device.secureboot;
+        let verdict = sb.check_doc(&self.api.device.config, "run", rev, &doc);
+        match verdict.refused() {
+            Some(msg) => {
+                self.progress(rev, &Progress::new("WONTGO", msg, 100));
+                false
+            }
+            None => {
+                self.api.device.secureboot.remember(rev, &verdict);
+                true
             }
         }
     }
@@ -314,6 +340,9 @@ impl Reactor {
             once,
         });
         self.execute(actions, now);
+        // Nothing to stop (only signatures changed): no container event will come to finish
+        // the transition, so look now.
+        self.check_update(now);
     }
 
     /// After every engine step: finish a pending transition, feed the revision machine.

@@ -4,12 +4,54 @@
 //! Pure: no file, socket or clock. The trust anchors (DER), the `pub.pem` key and the time are
 //! passed in; loading them from the device's etc dir is the caller's work.
 //!
-//! INTERFACE SKELETON: the types below are the contract between the verifier and its callers
-//! (PUT /steps, hub steps, RUN/LOCAL_RUN, try boot, factory, `tern sig verify`). The body of
-//! [`check`] is filled in by the verifier work; until then it refuses everything it cannot
-//! verify.
+//! The types below are the contract with the callers (PUT /steps, hub steps, RUN/LOCAL_RUN,
+//! try boot, factory, `tern sig verify`). The verifier itself (feature `sig`, on by default)
+//! is split by concern: `jws` reads a signature, `glob` selects keys, `canonical` rebuilds the
+//! payload, `key` verifies the chain and the signature bytes, `verify` applies the mode. A
+//! build without `sig` has no verifier: there [`check`] accepts only in `disabled` mode and
+//! refuses in every other (the configuration refuses those modes before it gets here).
 
 use serde_json::Value;
+
+#[cfg(feature = "sig")]
+mod base64;
+#[cfg(feature = "sig")]
+mod canonical;
+#[cfg(feature = "sig")]
+mod der;
+#[cfg(feature = "sig")]
+mod glob;
+#[cfg(feature = "sig")]
+mod jws;
+#[cfg(feature = "sig")]
+mod key;
+#[cfg(feature = "sig")]
+mod verify;
+
+#[cfg(all(test, feature = "sig"))]
+mod tests;
+
+/// Whether this build carries the verifier (feature `sig`).
+pub const AVAILABLE: bool = cfg!(feature = "sig");
+
+/// What a build without the verifier says when asked to check.
+pub const UNAVAILABLE: &str =
+    "this build of tern cannot check signatures (built without the `sig` feature)";
+
+/// The mode when `PV_SECUREBOOT_MODE` is not configured: Pantavisor's `lenient`, or
+/// `disabled` in a build that cannot check signatures.
+pub const DEFAULT_MODE: Mode = if AVAILABLE {
+    Mode::Lenient
+} else {
+    Mode::Disabled
+};
+
+/// The canonical JSON bytes pvr signs (keys sorted, no whitespace, pvr's escapes and number
+/// forms); `tern sig verify` and tests use it to show or rebuild a payload.
+#[cfg(feature = "sig")]
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    canonical::to_vec(value)
+}
 
 /// Pantavisor's `PV_SECUREBOOT_MODE`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +74,7 @@ impl Mode {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Mode::Disabled => "disabled",
             Mode::Audit => "audit",
@@ -100,6 +142,9 @@ pub struct Report {
     /// `Some` when the mode refuses the revision; `None` when it may be installed/run/booted
     /// (audit always `None`, with every finding in [`Report::findings`]).
     pub refusal: Option<Refusal>,
+    /// Problems of the state as a whole (not of one signature), e.g. a build that cannot
+    /// check signatures.
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -107,7 +152,7 @@ impl Report {
     /// callers log these (as warnings in audit mode) and audit publishes them in device meta
     /// `pantavisor.secureboot`.
     pub fn findings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out = self.notes.clone();
         for s in &self.signatures {
             if let Err(reason) = &s.verdict {
                 out.push(format!("{}: {reason}", s.key));
@@ -122,22 +167,46 @@ impl Report {
 
 /// Checks every `pvs@2` value of `state` (a top-level JSON object) under `mode`, with the
 /// chain dates checked at `now_unix` (seconds since the epoch; callers pass the device clock
-/// raised to the build-date floor).
+/// raised to the build-date floor, [`crate::clock_floor::now_with_floor`]).
 pub fn check(state: &Value, trust: &Trust, mode: Mode, now_unix: u64) -> Report {
-    // Skeleton until the verifier lands: a signature cannot be verified yet, so a signed state
-    // fails in lenient and strict, an unsigned one passes in lenient.
-    let _ = (trust, now_unix);
-    let signed = state
-        .as_object()
-        .is_some_and(|m| m.keys().any(|k| k.starts_with("_sigs/")));
-    Report {
-        mode: Some(mode),
-        refusal: match mode {
-            Mode::Disabled | Mode::Audit => None,
-            Mode::Lenient if !signed => None,
-            Mode::Lenient => Some(Refusal::Validation),
-            Mode::Strict => Some(Refusal::Uncovered),
-        },
-        ..Report::default()
+    #[cfg(feature = "sig")]
+    {
+        verify::check(state, trust, mode, now_unix)
+    }
+    #[cfg(not(feature = "sig"))]
+    {
+        let _ = (state, trust, now_unix);
+        let mut report = Report {
+            mode: Some(mode),
+            ..Report::default()
+        };
+        if mode != Mode::Disabled {
+            // Never a silent pass: a mode that asks for checks is refused when none can run.
+            report.notes.push(UNAVAILABLE.into());
+            report.refusal = (mode != Mode::Audit).then_some(Refusal::Validation);
+        }
+        report
+    }
+}
+
+#[cfg(all(test, not(feature = "sig")))]
+mod unavailable_tests {
+    use super::*;
+
+    #[test]
+    fn without_the_verifier_only_disabled_accepts() {
+        let state = serde_json::json!({"#spec": "pantavisor-service-system@1"});
+        let t = Trust::default();
+        assert_eq!(DEFAULT_MODE, Mode::Disabled);
+        assert_eq!(check(&state, &t, Mode::Disabled, 0).refusal, None);
+        for (mode, want) in [
+            (Mode::Lenient, Some(Refusal::Validation)),
+            (Mode::Strict, Some(Refusal::Validation)),
+            (Mode::Audit, None),
+        ] {
+            let r = check(&state, &t, mode, 0);
+            assert_eq!(r.refusal, want, "{mode:?}");
+            assert_eq!(r.findings(), [UNAVAILABLE], "{mode:?} says why");
+        }
     }
 }

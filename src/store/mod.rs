@@ -18,6 +18,7 @@ pub mod names;
 pub mod objects;
 pub mod progress;
 pub mod trails;
+pub mod trust;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -18,6 +18,7 @@ use tern::http::{BodyDecoder, Limits, parse_response_head};
 pub mod device;
 pub mod hub;
 pub mod rootfs;
+pub mod sig;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 

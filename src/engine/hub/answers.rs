@@ -20,8 +20,8 @@ impl HubClient {
         now: Instant,
         dev: &dyn DeviceView,
     ) {
-        let (status, body) = match answer {
-            Answer::Http { status, body } => (status, body),
+        let (status, body, etag) = match answer {
+            Answer::Http { status, body, etag } => (status, body, etag),
             Answer::Failed(why) => {
                 self.no_answer(&job, &why, now, dev);
                 return;
@@ -42,7 +42,7 @@ impl HubClient {
             self.go(Stage::Login, "the hub refused the token");
             return;
         }
-        match self.on_answer(job.clone(), status, &body, now, dev) {
+        match self.on_answer(job.clone(), status, &body, etag, now, dev) {
             Ok(()) => self.backoff.reset(),
             Err(why) => {
                 self.log(
@@ -116,6 +116,7 @@ impl HubClient {
         job: Job,
         status: u16,
         body: &[u8],
+        etag: Option<String>,
         now: Instant,
         dev: &dyn DeviceView,
     ) -> Result<(), String> {
@@ -140,8 +141,13 @@ impl HubClient {
                 // After a login the hub gets the whole device meta once.
                 self.full_devmeta_at = Some(now);
                 self.devmeta_at = Some(now);
-                self.usrmeta_at = Some(now);
+                // A fleet that logs in together spreads its first user meta polls over one
+                // interval instead of sending them all at once; a poll already due sooner (a
+                // login again, mid-life) keeps its time.
+                let first = now + self.jitter.phase(self.settings.usrmeta_interval);
+                self.usrmeta_at = Some(self.usrmeta_at.map_or(first, |t| t.min(first)));
                 if !self.claimed {
+                    // At once: the first check brings the challenge the owner claims with.
                     self.claim_at = Some(now);
                     self.go(Stage::Claim, "logged in, not claimed yet");
                 } else if let Some((rev, _)) = dev.trying() {
@@ -201,13 +207,13 @@ impl HubClient {
                         });
                         self.challenge = challenge;
                     }
-                    self.claim_at = Some(now + self.settings.updater_interval);
+                    self.claim_at = Some(now + self.jitter.period(self.settings.updater_interval));
                 }
             }
             (_, Job::ClaimCheck, s) => return Err(format!("device check failed ({s})")),
             (_, Job::Trails, 200) => {
                 if wire::parse_has_trail(body).ok_or("not a trail list")? {
-                    self.steps_at = Some(now);
+                    self.steps_at = Some(now + self.jitter.phase(self.settings.updater_interval));
                     self.go(Stage::Idle, "the hub has this device's trail");
                 } else {
                     self.sync_objects = dev.running_objects();
@@ -236,7 +242,7 @@ impl HubClient {
             }
             (Stage::Sync, Job::PostTrail, 200) => {
                 self.log(log::Level::Info, "hub: factory revision synced".into());
-                self.steps_at = Some(now);
+                self.steps_at = Some(now + self.jitter.phase(self.settings.updater_interval));
                 self.go(Stage::Idle, "synced");
             }
             (_, Job::PostTrail, s) => {
@@ -249,7 +255,7 @@ impl HubClient {
             }
             (_, Job::Steps, 200) => {
                 let steps = wire::parse_steps(body).ok_or("not a step list")?;
-                self.steps_at = Some(now + self.settings.updater_interval);
+                self.steps_at = Some(now + self.jitter.period(self.settings.updater_interval));
                 self.take_steps(steps, now, dev);
             }
             (_, Job::Steps, s) => return Err(format!("steps poll failed ({s})")),
@@ -265,17 +271,30 @@ impl HubClient {
             }
             (_, Job::UserMeta, 200) => {
                 let meta = wire::parse_user_meta(body).ok_or("user meta is not an object")?;
-                self.usrmeta_at = Some(now + self.settings.usrmeta_interval);
+                self.usrmeta_at = Some(now + self.jitter.period(self.settings.usrmeta_interval));
+                // A hub without ETags sends the whole map each time: compare, and only a
+                // change reaches the device.
+                self.usermeta_etag = etag;
                 if self.usermeta_last.as_ref() != Some(&meta) {
                     self.usermeta_last = Some(meta.clone());
                     self.out.push(HubAction::UserMeta(meta));
                 }
             }
+            (_, Job::UserMeta, 304) if self.usermeta_last.is_some() => {
+                self.usrmeta_at = Some(now + self.jitter.period(self.settings.usrmeta_interval));
+            }
+            (_, Job::UserMeta, 304) => {
+                // Not modified since a copy this client does not have: ask for the whole.
+                self.usermeta_etag = None;
+                return Err("not modified, but nothing was fetched before".into());
+            }
             (_, Job::UserMeta, s) => return Err(format!("user meta fetch failed ({s})")),
             (_, Job::DevMeta { sent, full }, 200) => {
                 if full {
                     self.devmeta_sent = sent;
-                    self.full_devmeta_at = Some(now + FULL_DEVMETA_EVERY);
+                    // Only ever later than the hour: "at most once an hour" holds with jitter.
+                    let spread = self.jitter.phase(FULL_DEVMETA_EVERY / 10);
+                    self.full_devmeta_at = Some(now + FULL_DEVMETA_EVERY + spread);
                 } else {
                     for (k, v) in sent {
                         if v.is_empty() {
@@ -375,6 +394,13 @@ impl HubClient {
                 return;
             }
         };
+        // Before the first object is asked for: a refused step costs no download.
+        if let Some(msg) = dev.refuse_signatures(&rev, &state) {
+            let mut p = Progress::new("WONTGO", msg, 100);
+            p.retries = retries;
+            self.write_progress(&rev, p);
+            return;
+        }
         let missing: Vec<String> = objects
             .into_iter()
             .map(|(_, sha)| sha)

@@ -1,15 +1,17 @@
 //! Retry delays: exponential, capped, with jitter, so a fleet that lost its hub together does
-//! not come back in lockstep. The randomness is a small xorshift seeded by the caller, so
-//! tests are repeatable.
+//! not come back in lockstep. The randomness is [`Rng`], seeded by the caller, so tests are
+//! repeatable.
 
 use std::time::Duration;
+
+use super::jitter::Rng;
 
 #[derive(Clone, Debug)]
 pub struct Backoff {
     base: Duration,
     cap: Duration,
     failures: u32,
-    rng: u64,
+    rng: Rng,
 }
 
 impl Backoff {
@@ -18,7 +20,7 @@ impl Backoff {
             base,
             cap,
             failures: 0,
-            rng: seed | 1,
+            rng: Rng::new(seed),
         }
     }
 
@@ -41,18 +43,7 @@ impl Backoff {
 
     /// `d` moved by up to ±`percent` %.
     pub fn jitter(&mut self, d: Duration, percent: u64) -> Duration {
-        let r = self.next_u64() % (2 * percent + 1);
-        let ms = d.as_millis() as u64;
-        Duration::from_millis(ms * (100 - percent + r) / 100)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        x
+        self.rng.around(d, percent)
     }
 }
 

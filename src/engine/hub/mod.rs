@@ -13,6 +13,7 @@ mod answers;
 pub mod backoff;
 pub mod creds;
 mod download;
+pub mod jitter;
 pub mod log_batch;
 pub mod logs;
 mod schedule;
@@ -24,13 +25,15 @@ use std::time::{Duration, Instant};
 use self::backoff::Backoff;
 use self::creds::Creds;
 use self::download::RemoteUpdate;
+use self::jitter::Jitter;
 use self::logs::{Cursor, LogPush, LogStream, ReadReq, Slice};
 use self::wire::Call;
 use crate::store::Progress;
 
 pub type CallId = u64;
 
-/// A full device-meta PUT at least this often (the rest of the time, only changes go out).
+/// The whole device meta goes once per this period after the one at login, never more often
+/// (the rest of the time, only changes go out).
 pub const FULL_DEVMETA_EVERY: Duration = Duration::from_secs(3600);
 /// Hub state reports that failed this many times in a row make `/v1/healthy` fail.
 pub const UNHEALTHY_REPORT_FAILURES: u32 = 3;
@@ -83,6 +86,10 @@ pub struct Settings {
     pub revision_retries: u32,
     /// Seed of the jitter (the device id's hash, or anything that differs between devices).
     pub seed: u64,
+    /// Spread of every periodic request, ± this % of its interval, and first steps and
+    /// user-meta polls spread over one interval (`TERN_HUB_JITTER`); 0 polls in lockstep as
+    /// Pantavisor does.
+    pub jitter_percent: u8,
 }
 
 /// What the client reads of the device. The reactor implements it over the device's state;
@@ -99,6 +106,11 @@ pub trait DeviceView {
     /// Check a step's state as the device would run it: its objects (name, sha256), or the
     /// parser's message.
     fn check_state(&self, state: &[u8]) -> Result<Vec<(String, String)>, String>;
+    /// Check a step's signatures under the device's secureboot mode: the refusal's status
+    /// message when the step must not go on (none by default: a view without signatures).
+    fn refuse_signatures(&self, _rev: &str, _state: &[u8]) -> Option<&'static str> {
+        None
+    }
     /// The device meta the hub should have.
     fn device_meta(&self) -> BTreeMap<String, String>;
     /// The remote revision being tried, and whether it reached TESTING.
@@ -111,6 +123,8 @@ pub enum Answer {
     Http {
         status: u16,
         body: Vec<u8>,
+        /// The answer's `ETag` header, if any (user meta asks again with it).
+        etag: Option<String>,
     },
     /// No answer: resolve, connect, TLS, timeout, connection lost.
     Failed(String),
@@ -275,6 +289,8 @@ pub struct HubClient {
     /// Nothing on the API connection before this (backoff after a failure).
     not_before: Option<Instant>,
     backoff: Backoff,
+    /// Spreads the periodic requests over time (see [`jitter`]).
+    jitter: Jitter,
     challenge: String,
     /// When each periodic call is due next.
     claim_at: Option<Instant>,
@@ -285,6 +301,8 @@ pub struct HubClient {
     /// The device meta the hub acknowledged last.
     devmeta_sent: BTreeMap<String, String>,
     usermeta_last: Option<Vec<(String, String)>>,
+    /// The hub's ETag of `usermeta_last`, sent back as `If-None-Match`.
+    usermeta_etag: Option<String>,
     /// The factory sync: the running revision's objects and the next one to upload.
     sync_objects: Vec<(String, String, u64)>,
     /// Progress to report, newest per revision (one in flight at a time).
@@ -318,6 +336,11 @@ impl HubClient {
             settings.seed,
         );
         let logs = LogPush::new(settings.seed.rotate_left(7));
+        // Its own stream: the backoff's draws must not shift the periodic schedule.
+        let jitter = Jitter::new(
+            settings.seed.rotate_left(32) ^ 0x6a09_e667,
+            settings.jitter_percent,
+        );
         HubClient {
             settings,
             stage: Stage::Init,
@@ -328,6 +351,7 @@ impl HubClient {
             in_flight: None,
             not_before: None,
             backoff,
+            jitter,
             challenge: String::new(),
             claim_at: None,
             steps_at: None,
@@ -336,6 +360,7 @@ impl HubClient {
             full_devmeta_at: None,
             devmeta_sent: BTreeMap::new(),
             usermeta_last: None,
+            usermeta_etag: None,
             sync_objects: Vec::new(),
             progress_out: Vec::new(),
             update: None,

@@ -111,7 +111,7 @@ impl HubClient {
                 .iter()
                 .map(|(k, v)| (k.clone(), wire::meta_value(v)))
                 .collect();
-            self.devmeta_at = Some(now + self.settings.devmeta_interval);
+            self.devmeta_at = Some(now + self.jitter.period(self.settings.devmeta_interval));
             let call = wire::device_meta_patch(&self.creds.id, &body);
             return Some((
                 Job::DevMeta {
@@ -122,7 +122,7 @@ impl HubClient {
             ));
         }
         if due(self.devmeta_at) {
-            self.devmeta_at = Some(now + self.settings.devmeta_interval);
+            self.devmeta_at = Some(now + self.jitter.period(self.settings.devmeta_interval));
             let all = self.device_meta(dev);
             let mut changes = Map::new();
             let mut sent = BTreeMap::new();
@@ -144,7 +144,8 @@ impl HubClient {
             }
         }
         if due(self.usrmeta_at) {
-            return Some((Job::UserMeta, wire::user_meta(&self.creds.id)));
+            let call = wire::user_meta(&self.creds.id, self.usermeta_etag.as_deref());
+            return Some((Job::UserMeta, call));
         }
         if matches!(self.stage, Stage::Idle) && due(self.steps_at) {
             return Some((Job::Steps, wire::pending_steps(&self.creds.id)));

@@ -16,6 +16,8 @@ struct Fake {
     trying: Option<(String, bool)>,
     step_objects: Vec<(String, String)>,
     bad_state: Option<String>,
+    /// The secureboot refusal a step's signatures get.
+    refused_signatures: Option<&'static str>,
 }
 
 impl DeviceView for Fake {
@@ -42,6 +44,9 @@ impl DeviceView for Fake {
             Some(m) => Err(m.clone()),
             None => Ok(self.step_objects.clone()),
         }
+    }
+    fn refuse_signatures(&self, _rev: &str, _state: &[u8]) -> Option<&'static str> {
+        self.refused_signatures
     }
     fn device_meta(&self) -> BTreeMap<String, String> {
         self.meta.clone()
@@ -75,6 +80,8 @@ fn settings() -> Settings {
         autotok: None,
         revision_retries: 10,
         seed: 42,
+        // Off: these tests pin the schedule to the second; the jitter has its own tests.
+        jitter_percent: 0,
     }
 }
 
@@ -88,7 +95,10 @@ fn creds() -> Creds {
 
 impl T {
     fn new(creds: Creds, claimed: bool, dev: Fake) -> T {
-        let mut c = HubClient::new(settings(), creds, claimed);
+        T::with(settings(), creds, claimed, dev)
+    }
+    fn with(settings: Settings, creds: Creds, claimed: bool, dev: Fake) -> T {
+        let mut c = HubClient::new(settings, creds, claimed);
         let now = Instant::now();
         let acts = c.start(now, 1_000, &dev);
         let mut t = T {
@@ -132,12 +142,16 @@ impl T {
             .unwrap_or_default()
     }
     fn answer(&mut self, status: u16, body: &str) {
+        self.answer_tagged(status, body, None);
+    }
+    fn answer_tagged(&mut self, status: u16, body: &str, etag: Option<&str>) {
         let (id, _) = self.pending.take().expect("a call in flight");
         let ev = HubEvent::Answer {
             id,
             answer: Answer::Http {
                 status,
                 body: body.as_bytes().to_vec(),
+                etag: etag.map(str::to_string),
             },
         };
         let acts = self.c.handle(ev, self.now, 1_000, &self.dev);
@@ -460,6 +474,21 @@ fn a_bad_state_is_wontgo_with_the_parser_message() {
         && progress.status_msg == "State JSON has bad format"
         && progress.logs.as_deref() == Some("run.json: missing root-volume")))
     );
+    assert_eq!(t.c.stage(), Stage::Idle);
+}
+
+#[test]
+fn a_step_whose_signatures_are_refused_is_wontgo_before_any_object_is_asked_for() {
+    let mut t = T::claimed();
+    t.dev.step_objects = vec![("a".into(), "aa".into())];
+    t.dev.refused_signatures = Some("Signature validation failed");
+    to_first_step(&mut t, &format!("[{}]", step(7, "NEW")));
+    assert!(
+        t.has(|a| matches!(a, HubAction::WriteProgress { rev, progress }
+        if rev == "7" && progress.status == "WONTGO"
+        && progress.status_msg == "Signature validation failed"))
+    );
+    assert!(!t.has(|a| matches!(a, HubAction::Fetch { .. })));
     assert_eq!(t.c.stage(), Stage::Idle);
 }
 
@@ -826,4 +855,194 @@ fn log_server_errors_never_delay_the_steps_poll() {
         t.answer(200, "{}");
     }
     panic!("no steps poll on time: {seen:?}");
+}
+
+#[test]
+fn user_meta_asks_again_with_the_hubs_etag_and_a_304_changes_nothing() {
+    let mut t = T::claimed();
+    t.reach_idle();
+    t.answer(200, "{}"); // device meta
+    let (_, c) = t.call().unwrap();
+    assert!(c.path.contains("user-meta"));
+    assert!(c.headers.iter().all(|(k, _)| k != "If-None-Match"), "{c:?}");
+    t.answer_tagged(200, r#"{"k":"v"}"#, Some("\"e1\""));
+    assert!(t.has(|a| matches!(a, HubAction::UserMeta(_))));
+    t.answer(200, "[]"); // steps
+    t.advance(5);
+    while !t.path().contains("user-meta") {
+        t.answer(
+            200,
+            if t.path().contains("steps") {
+                "[]"
+            } else {
+                "{}"
+            },
+        );
+    }
+    let (_, c) = t.call().unwrap();
+    assert!(
+        c.headers
+            .iter()
+            .any(|(k, v)| k == "If-None-Match" && v == "\"e1\""),
+        "{c:?}"
+    );
+    t.answer_tagged(304, "", Some("\"e1\""));
+    assert!(!t.has(|a| matches!(a, HubAction::UserMeta(_))));
+    assert!(!t.has(|a| matches!(
+        a,
+        HubAction::Log {
+            level: log::Level::Warn,
+            ..
+        }
+    )));
+    // Polled again one interval later, still conditional.
+    while t.call().is_some() {
+        t.answer(
+            200,
+            if t.path().contains("steps") {
+                "[]"
+            } else {
+                "{}"
+            },
+        );
+    }
+    t.advance(5);
+    while !t.path().contains("user-meta") {
+        t.answer(
+            200,
+            if t.path().contains("steps") {
+                "[]"
+            } else {
+                "{}"
+            },
+        );
+    }
+    // A changed map comes whole with a new tag; a hub that drops ETags gets plain GETs.
+    t.answer(200, r#"{"k":"w"}"#);
+    assert!(t.has(
+        |a| matches!(a, HubAction::UserMeta(m) if m == &vec![("k".to_string(), "w".to_string())])
+    ));
+    while t.call().is_some() {
+        t.answer(
+            200,
+            if t.path().contains("steps") {
+                "[]"
+            } else {
+                "{}"
+            },
+        );
+    }
+    t.advance(5);
+    while !t.path().contains("user-meta") {
+        t.answer(
+            200,
+            if t.path().contains("steps") {
+                "[]"
+            } else {
+                "{}"
+            },
+        );
+    }
+    let (_, c) = t.call().unwrap();
+    assert!(c.headers.iter().all(|(k, _)| k != "If-None-Match"), "{c:?}");
+}
+
+/// An idle claimed device with jitter on: the instants (since the login) of its calls for
+/// `span`, each answered at once, the clock jumping from wake-up to wake-up.
+fn idle_call_times(seed: u64, span: Duration) -> Vec<(Duration, String)> {
+    let mut s = settings();
+    s.seed = seed;
+    s.jitter_percent = 10;
+    let dev = Fake {
+        running: Some("0".into()),
+        free: 1 << 30,
+        ..Fake::default()
+    };
+    let mut t = T::with(s, creds(), true, dev);
+    let start = t.now;
+    let mut seen = Vec::new();
+    t.reach_idle();
+    while t.now < start + span {
+        while let Some((_, c)) = t.call() {
+            let kind = if c.path.contains("/steps?") {
+                "steps"
+            } else if c.path.contains("user-meta") {
+                "user-meta"
+            } else {
+                "device-meta"
+            };
+            seen.push((t.now - start, kind.to_string()));
+            t.answer(200, if kind == "steps" { "[]" } else { "{}" });
+        }
+        let wake = t
+            .all
+            .iter()
+            .rev()
+            .find_map(|a| match a {
+                HubAction::Wake { at } => Some(*at),
+                _ => None,
+            })
+            .expect("an idle client asks to be woken");
+        assert!(wake > t.now, "a wake-up in the past");
+        t.now = wake;
+        t.event(HubEvent::Timer);
+    }
+    seen
+}
+
+#[test]
+fn idle_polls_are_spread_over_one_interval_and_differ_between_devices() {
+    let hour = Duration::from_secs(600);
+    let a = idle_call_times(1, hour);
+    let steps: Vec<Duration> = a
+        .iter()
+        .filter(|(_, k)| k == "steps")
+        .map(|(t, _)| *t)
+        .collect();
+    // The first poll waits a phase of at most one interval; then 4.5–5.5 s between polls.
+    assert!(steps[0] <= Duration::from_secs(5), "{:?}", steps[0]);
+    let gaps: Vec<Duration> = steps.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter()
+            .all(|g| *g >= Duration::from_millis(4500) && *g <= Duration::from_millis(5500)),
+        "{gaps:?}"
+    );
+    assert!(gaps.iter().any(|g| *g != gaps[0]), "not jittered: {gaps:?}");
+    // As many polls as without jitter, give or take the phase.
+    assert!((115..=121).contains(&steps.len()), "{}", steps.len());
+    let users: Vec<Duration> = a
+        .iter()
+        .filter(|(_, k)| k == "user-meta")
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(users[0] <= Duration::from_secs(5));
+    assert!(
+        users
+            .windows(2)
+            .all(|w| w[1] - w[0] <= Duration::from_millis(5500))
+    );
+    // Deterministic per seed; another device polls at other instants.
+    assert_eq!(a, idle_call_times(1, hour));
+    let b = idle_call_times(2, hour);
+    assert_ne!(a, b);
+}
+
+#[test]
+fn the_whole_device_meta_goes_again_after_an_hour_never_sooner_with_jitter() {
+    let calls = idle_call_times(11, Duration::from_secs(3 * 3600));
+    let full: Vec<Duration> = calls
+        .iter()
+        .filter(|(_, k)| k == "device-meta")
+        .map(|(t, _)| *t)
+        .collect();
+    // At login, then once per hour plus up to 6 minutes of spread; nothing changed between.
+    assert_eq!(full.len(), 3, "{full:?}");
+    assert!(full[0] < Duration::from_secs(1));
+    for w in full.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= Duration::from_secs(3600) && gap <= Duration::from_secs(3960 + 6),
+            "{full:?}"
+        );
+    }
 }

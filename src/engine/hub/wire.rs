@@ -94,8 +94,13 @@ pub fn object_meta(sha: &str) -> Call {
     Call::new("GET", format!("/objects/{sha}"), true)
 }
 
-pub fn user_meta(id: &str) -> Call {
-    Call::new("GET", format!("/devices/{id}/user-meta"), true)
+/// With the ETag of the copy the device has, a hub that supports it answers 304 and no body.
+pub fn user_meta(id: &str, etag: Option<&str>) -> Call {
+    let mut c = Call::new("GET", format!("/devices/{id}/user-meta"), true);
+    if let Some(tag) = etag {
+        c.headers.push(("If-None-Match".into(), tag.to_string()));
+    }
+    c
 }
 
 pub fn device_meta_patch(id: &str, changes: &Map<String, Value>) -> Call {

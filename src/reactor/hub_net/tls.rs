@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{info, warn};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -17,11 +16,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::time_provider::TimeProvider;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-
-/// The build time, from `build.rs` (SOURCE_DATE_EPOCH, else the HEAD commit's time, else 0).
-pub fn build_unix() -> u64 {
-    env!("TERN_BUILD_UNIX").parse().unwrap_or(0)
-}
 
 /// Build the client configuration: every PEM file of `certs_dir` (a missing directory trusts
 /// nothing) plus `extra_ca`, or in `insecure` mode a verifier that accepts any certificate.
@@ -35,7 +29,7 @@ pub fn client_config(
     // 0.23.48 deprecates it only for lacking post-quantum key exchange.
     #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let time: Arc<dyn TimeProvider> = Arc::new(FloorTime::new(build_unix()));
+    let time: Arc<dyn TimeProvider> = Arc::new(FloorTime::new(crate::clock_floor::build_unix()));
     let builder = ClientConfig::builder_with_details(provider.clone(), time)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS protocol versions: {e}"))?;
@@ -124,9 +118,7 @@ impl FloorTime {
 
 impl TimeProvider for FloorTime {
     fn current_time(&self) -> Option<UnixTime> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::clock_floor::system_now();
         if now >= self.floor {
             return Some(UnixTime::since_unix_epoch(std::time::Duration::from_secs(
                 now,
