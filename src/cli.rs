@@ -270,14 +270,7 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
         }
         _ => return None,
     };
-    // Days from civil (proleptic Gregorian), the inverse of `store::trails::format_utc`.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::utc::days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
     u64::try_from(secs).ok()
 }
@@ -356,7 +349,7 @@ mod tests {
 
     #[test]
     fn rfc3339_times_round_trip_with_the_utc_formatter() {
-        use crate::store::trails::format_utc;
+        use crate::utc::format_utc;
         for secs in [0, 951_782_400, 1_590_969_600, 1_800_000_000, 4_102_444_800] {
             assert_eq!(parse_rfc3339(&format_utc(secs)), Some(secs), "{secs}");
         }

@@ -28,7 +28,16 @@ use crate::store::boot::{Boot, BootStore};
 fn load_revision(api: &mut Api, rev: &str, unclean: bool) -> Result<Running, Refused> {
     let (doc, state) =
         load_state(api, rev).map_err(|e| Refused::internal(format!("revision {rev}: {e}")))?;
-    secureboot::boot::admit(&mut api.device, rev, &doc, &state.objects, unclean)?;
+    let device = &mut api.device;
+    secureboot::boot::admit(
+        &mut device.secureboot,
+        &device.config,
+        &device.storage,
+        rev,
+        &doc,
+        &state.objects,
+        unclean,
+    )?;
     for w in &state.warnings {
         log::warn!("revision {rev}: {w}");
     }

@@ -24,3 +24,4 @@ pub mod sig_command;
 pub mod spec;
 pub mod store;
 pub mod sysinfo;
+pub mod utc;

@@ -89,7 +89,7 @@ impl Log for Logger {
         };
         let line = format!(
             "{} {level} {}\n",
-            crate::store::trails::format_utc(secs),
+            crate::utc::format_utc(secs),
             record.args()
         );
         let _ = std::io::stderr().write_all(line.as_bytes());

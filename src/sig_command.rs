@@ -31,7 +31,7 @@ pub fn run(opts: &SigOpts) -> ExitCode {
                     } else {
                         "no pub.pem"
                     },
-                    crate::store::trails::format_utc(at)
+                    crate::utc::format_utc(at)
                 );
             }
             print!("{}", render(&report, mode));

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::Secureboot;
 use super::checksum;
 use crate::config::Config;
-use crate::device::Device;
+use crate::store::Storage;
 use crate::store::trust::mode_of;
 
 /// Why a revision may not boot: the progress `status-msg`, and the log's detail.
@@ -34,16 +34,16 @@ impl Refused {
 /// May revision `rev` (state `doc`, objects `(name, sha256)`) boot? `unclean`: the last run
 /// ended without a clean exit (its objects are hashed again).
 pub fn admit(
-    device: &mut Device,
+    sb: &mut Secureboot,
+    config: &Config,
+    storage: &Storage,
     rev: &str,
     doc: &Map<String, Value>,
     objects: &[(String, String)],
     unclean: bool,
 ) -> Result<(), Refused> {
     let doc = Value::Object(doc.clone());
-    let verdict = device
-        .secureboot
-        .check_doc(&device.config, "boot", rev, &doc);
+    let verdict = sb.check_doc(config, "boot", rev, &doc);
     if let Some(msg) = verdict.refused() {
         return Err(Refused {
             status_msg: msg,
@@ -53,16 +53,16 @@ pub fn admit(
             ),
         });
     }
-    device.secureboot.remember(rev, &verdict);
-    if !device.config.get_bool("PV_SECUREBOOT_CHECKSUM") {
+    sb.remember(rev, &verdict);
+    if !config.get_bool("PV_SECUREBOOT_CHECKSUM") {
         return Ok(());
     }
-    let rev_dir = device.storage.trails.rev_dir(rev);
+    let rev_dir = storage.trails.rev_dir(rev);
     if !checksum::needed(&rev_dir, unclean, objects) {
         log::info!("checksum: revision {rev} checked before, and the last run ended cleanly");
         return Ok(());
     }
-    match checksum::verify(device.storage.objects.dir(), &rev_dir, objects) {
+    match checksum::verify(storage.objects.dir(), &rev_dir, objects) {
         Ok(h) => {
             let ms = h.elapsed.as_secs_f64() * 1000.0;
             let mb = h.bytes as f64 / (1024.0 * 1024.0);

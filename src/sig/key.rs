@@ -89,7 +89,7 @@ pub fn verify_chain(
 }
 
 fn chain_error(e: &webpki::Error, store: &str, now_unix: u64) -> String {
-    use crate::store::trails::format_utc;
+    use crate::utc::format_utc;
     let at = format_utc(now_unix);
     #[allow(deprecated)]
     match e {

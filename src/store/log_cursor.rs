@@ -11,8 +11,18 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use super::durable;
-use crate::engine::hub::logs::Cursor;
+
+/// How far a log file was acknowledged by the hub: the file (inode and birth time, so a
+/// rotation is seen) and the offset after the last line the hub took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub ino: u64,
+    pub born: u64,
+    pub offset: u64,
+}
 
 pub const DIR: &str = "config/log-push";
 

@@ -201,7 +201,7 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
 /// message). `None` for anything else (a continuation of a multi-line record).
 pub fn parse_own_line(line: &str) -> Option<(u64, &'static str, &str)> {
     let (stamp, rest) = line.split_once(' ')?;
-    let tsec = parse_utc(stamp)?;
+    let tsec = crate::utc::parse_utc(stamp)?;
     let lvl = match rest.get(..5)?.trim_end() {
         "ERROR" => "ERROR",
         "WARN" => "WARN",
@@ -211,29 +211,6 @@ pub fn parse_own_line(line: &str) -> Option<(u64, &'static str, &str)> {
         _ => return None,
     };
     Some((tsec, lvl, rest.get(6..).unwrap_or("")))
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` → unix seconds (the inverse of `store::trails::format_utc`).
-fn parse_utc(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
 }
 
 #[cfg(test)]
@@ -395,14 +372,5 @@ mod tests {
         assert_eq!(v[1]["lvl"], "INFO");
         assert_eq!(v[1]["tsec"], 1_700_000_000u64);
         assert_eq!(v[1]["msg"], "no stamp here");
-    }
-
-    #[test]
-    fn utc_parse_inverts_the_loggers_format() {
-        for secs in [0u64, 951_782_400, 1_796_537_539, 4_102_444_799] {
-            let s = crate::store::trails::format_utc(secs);
-            assert_eq!(parse_utc(&s), Some(secs), "{s}");
-        }
-        assert_eq!(parse_utc("2026-13-01T00:00:00Z"), None);
     }
 }

@@ -23,8 +23,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::HubAction;
 use super::backoff::Backoff;
 use super::log_batch::{self, MAX_BODY, MAX_LINES, Origin};
@@ -66,18 +64,12 @@ pub struct LogStream {
     pub rotated: Option<FileStat>,
 }
 
-/// How far a file was acknowledged by the hub.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cursor {
-    pub ino: u64,
-    pub born: u64,
-    pub offset: u64,
-}
+/// How far a file was acknowledged by the hub; the storage keeps it.
+pub use crate::store::log_cursor::Cursor;
 
-impl Cursor {
-    fn is(&self, f: &FileStat) -> bool {
-        self.ino == f.ino && self.born == f.born
-    }
+/// The cursor names this file (same inode and birth time).
+fn names(c: &Cursor, f: &FileStat) -> bool {
+    c.ino == f.ino && c.born == f.born
 }
 
 /// Which file of a stream to read.
@@ -112,11 +104,11 @@ fn plan(s: &LogStream, cursor: Option<Cursor>) -> Option<(Which, FileStat, u64)>
     let pending = |which, f: FileStat, off: u64| (f.len > off).then_some((which, f, off));
     match (cursor, s.rotated, s.live) {
         // A live file shorter than its cursor was truncated: all of it is new.
-        (Some(c), _, Some(l)) if c.is(&l) => {
+        (Some(c), _, Some(l)) if names(&c, &l) => {
             pending(Which::Live, l, if c.offset > l.len { 0 } else { c.offset })
         }
         // The rotated file: finish it, then the live one from its start.
-        (Some(c), Some(r), live) if c.is(&r) => pending(Which::Rotated, r, c.offset)
+        (Some(c), Some(r), live) if names(&c, &r) => pending(Which::Rotated, r, c.offset)
             .or_else(|| live.and_then(|l| pending(Which::Live, l, 0))),
         // No cursor yet, or its file is gone (rotated out twice): everything still on disk.
         (_, r, l) => r
