@@ -30,8 +30,10 @@ CROSS_CARGO   := env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_TARG
 # Size budgets in bytes (stripped file size): the default build (with the `hub` feature:
 # rustls + ring) and a board build without it (`NOHUB=1`, i.e. --no-default-features).
 SIZE_MAX_X86_64       ?= 1800000
-# 850000 for the hub build, plus the 40960 the signature verifier may add (SIZE_MAX_SIG_ARMV7).
-SIZE_MAX_ARMV7        ?= 890960
+# The hub build's 850000 plus the 40960 the signature verifier may add (SIZE_MAX_SIG_ARMV7)
+# was 890960; log push, jitter and the secureboot wiring took the build without the verifier
+# to 886108, so 910000 until a cut pays that back (README, "Router builds").
+SIZE_MAX_ARMV7        ?= 910000
 SIZE_MAX_X86_64_NOHUB ?= 1000000
 SIZE_MAX_ARMV7_NOHUB  ?= 600000
 
