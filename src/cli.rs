@@ -112,6 +112,31 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     }
 }
 
+/// `--flag=VALUE` as the flag and its inline value; anything else as itself.
+fn split_flag(arg: &str) -> (&str, Option<&str>) {
+    match arg.split_once('=') {
+        Some((f, v)) if f.starts_with("--") => (f, Some(v)),
+        _ => (arg, None),
+    }
+}
+
+/// A flag's value: inline (`--flag=VALUE`), or the next argument (`--flag VALUE`, moving `i`
+/// past it).
+fn flag_value(
+    args: &[String],
+    i: &mut usize,
+    flag: &str,
+    inline: Option<&str>,
+) -> Result<String, String> {
+    if let Some(v) = inline {
+        return Ok(v.to_string());
+    }
+    *i += 1;
+    args.get(*i)
+        .cloned()
+        .ok_or_else(|| format!("{flag} needs a value"))
+}
+
 fn parse_daemon(args: &[String]) -> Result<Command, String> {
     let mut opts = DaemonOpts::default();
     let mut i = 0;
@@ -120,19 +145,8 @@ fn parse_daemon(args: &[String]) -> Result<Command, String> {
         if arg == "-h" || arg == "--help" {
             return Ok(Command::DaemonHelp);
         }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String, String> {
-            if let Some(v) = inline.clone() {
-                return Ok(v);
-            }
-            i += 1;
-            args.get(i)
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
+        let (flag, inline) = split_flag(arg);
+        let mut value = || flag_value(args, &mut i, flag, inline);
         match flag {
             "--config" => opts.config = Some(PathBuf::from(value()?)),
             "--factory" => opts.factory = Some(PathBuf::from(value()?)),
@@ -170,19 +184,8 @@ fn parse_sig(args: &[String]) -> Result<Command, String> {
         if arg == "-h" || arg == "--help" {
             return Ok(Command::SigHelp);
         }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String, String> {
-            if let Some(v) = inline.clone() {
-                return Ok(v);
-            }
-            i += 1;
-            args.get(i)
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
+        let (flag, inline) = split_flag(arg);
+        let mut value = || flag_value(args, &mut i, flag, inline);
         match flag {
             "--mode" => {
                 let m = value()?;

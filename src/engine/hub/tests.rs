@@ -144,6 +144,15 @@ impl T {
     fn answer(&mut self, status: u16, body: &str) {
         self.answer_tagged(status, body, None);
     }
+    /// 200 with what an idle hub says: no steps, an empty map for anything else.
+    fn answer_idle(&mut self) {
+        let body = if self.path().contains("steps") {
+            "[]"
+        } else {
+            "{}"
+        };
+        self.answer(200, body);
+    }
     fn answer_tagged(&mut self, status: u16, body: &str, etag: Option<&str>) {
         let (id, _) = self.pending.take().expect("a call in flight");
         let ev = HubEvent::Answer {
@@ -398,14 +407,7 @@ fn user_meta_from_the_hub_replaces_the_device_copy_only_when_it_changed() {
     t.answer(200, "[]"); // steps
     t.advance(5);
     while !t.path().contains("user-meta") {
-        t.answer(
-            200,
-            if t.path().contains("steps") {
-                "[]"
-            } else {
-                "{}"
-            },
-        );
+        t.answer_idle();
     }
     t.answer(200, r#"{"k":"v"}"#);
     assert!(!t.has(|a| matches!(a, HubAction::UserMeta(_))));
@@ -870,14 +872,7 @@ fn user_meta_asks_again_with_the_hubs_etag_and_a_304_changes_nothing() {
     t.answer(200, "[]"); // steps
     t.advance(5);
     while !t.path().contains("user-meta") {
-        t.answer(
-            200,
-            if t.path().contains("steps") {
-                "[]"
-            } else {
-                "{}"
-            },
-        );
+        t.answer_idle();
     }
     let (_, c) = t.call().unwrap();
     assert!(
@@ -897,25 +892,11 @@ fn user_meta_asks_again_with_the_hubs_etag_and_a_304_changes_nothing() {
     )));
     // Polled again one interval later, still conditional.
     while t.call().is_some() {
-        t.answer(
-            200,
-            if t.path().contains("steps") {
-                "[]"
-            } else {
-                "{}"
-            },
-        );
+        t.answer_idle();
     }
     t.advance(5);
     while !t.path().contains("user-meta") {
-        t.answer(
-            200,
-            if t.path().contains("steps") {
-                "[]"
-            } else {
-                "{}"
-            },
-        );
+        t.answer_idle();
     }
     // A changed map comes whole with a new tag; a hub that drops ETags gets plain GETs.
     t.answer(200, r#"{"k":"w"}"#);
@@ -923,25 +904,11 @@ fn user_meta_asks_again_with_the_hubs_etag_and_a_304_changes_nothing() {
         |a| matches!(a, HubAction::UserMeta(m) if m == &vec![("k".to_string(), "w".to_string())])
     ));
     while t.call().is_some() {
-        t.answer(
-            200,
-            if t.path().contains("steps") {
-                "[]"
-            } else {
-                "{}"
-            },
-        );
+        t.answer_idle();
     }
     t.advance(5);
     while !t.path().contains("user-meta") {
-        t.answer(
-            200,
-            if t.path().contains("steps") {
-                "[]"
-            } else {
-                "{}"
-            },
-        );
+        t.answer_idle();
     }
     let (_, c) = t.call().unwrap();
     assert!(c.headers.iter().all(|(k, _)| k != "If-None-Match"), "{c:?}");
