@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -862,15 +863,25 @@ fn reset_drops_everything_silently() {
 fn a_refused_connection_is_a_connect_error() {
     let env = Env::new("refused");
     let mut cfg = env.config("127.0.0.1");
-    cfg.port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A TCP port bound but never listened on: reserved for this test (no other test's server
+    // can take it meanwhile, as one did with a port only probed free), and refused.
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket,
+    };
+    let held = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    bind(held.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).unwrap();
+    cfg.port = getsockname::<SockaddrIn>(held.as_raw_fd()).unwrap().port();
     let mut d = Driver::new(cfg);
     d.call(1, "GET", "/json/10", b"");
     let r = d.replies(1);
     assert!(matches!(&r[0].1, Err(NetError::Connect(_))), "{:?}", r[0].1);
+    drop(held);
 }
 
 #[test]
