@@ -9,18 +9,10 @@ mod common;
 use std::fs;
 use std::time::Duration;
 
-use common::device::Device;
+use common::device::{Device, LOCAL_UPDATES as SETS};
 use common::rootfs::Spec;
 use common::wait_for;
 use serde_json::json;
-
-const SETS: &[&str] = &[
-    "TERN_DEV_REBOOT=reexec",
-    "PV_UPDATER_COMMIT_DELAY=1",
-    "TERN_STOP_GRACE=1",
-    "PV_CONTROL_REMOTE=0",
-    "PV_DEBUG_SHELL=0",
-];
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)

@@ -24,7 +24,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::device::Device;
+use common::device::{Device, LOCAL_UPDATES as SETS};
 use common::hub::TestHub;
 use common::sig::{self, Alg, SigSpec, Signer};
 use common::{Opts, TempDir, run_tern, sha256_hex, wait_for};
@@ -159,14 +159,6 @@ impl Trust {
             .arg(self.config().to_str().unwrap())
     }
 }
-
-const SETS: &[&str] = &[
-    "TERN_DEV_REBOOT=reexec",
-    "PV_UPDATER_COMMIT_DELAY=1",
-    "TERN_STOP_GRACE=1",
-    "PV_CONTROL_REMOTE=0",
-    "PV_DEBUG_SHELL=0",
-];
 
 /// The factory of the test devices: [`base`] without its object, signed whole, so it boots
 /// in every mode (strict refuses an unsigned factory).

@@ -10,6 +10,17 @@ use serde_json::{Value, json};
 use super::rootfs::{Spec, factory_with, revision};
 use super::{Daemon, Opts, TempDir, wait_for};
 
+/// Settings of a device driven by local updates: a reboot re-executes Tern in place, a try
+/// commits after 1 s, containers get 1 s to stop, no hub, no debug shell.
+#[allow(dead_code)]
+pub const LOCAL_UPDATES: &[&str] = &[
+    "TERN_DEV_REBOOT=reexec",
+    "PV_UPDATER_COMMIT_DELAY=1",
+    "TERN_STOP_GRACE=1",
+    "PV_CONTROL_REMOTE=0",
+    "PV_DEBUG_SHELL=0",
+];
+
 /// A daemon on a fresh storage whose factory revision holds `containers`; stopped with
 /// SIGTERM on drop so no container outlives a test.
 pub struct Device {
