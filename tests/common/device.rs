@@ -12,7 +12,6 @@ use super::{Daemon, Opts, TempDir, wait_for};
 
 /// Settings of a device driven by local updates: a reboot re-executes Tern in place, a try
 /// commits after 1 s, containers get 1 s to stop, no hub, no debug shell.
-#[allow(dead_code)]
 pub const LOCAL_UPDATES: &[&str] = &[
     "TERN_DEV_REBOOT=reexec",
     "PV_UPDATER_COMMIT_DELAY=1",
